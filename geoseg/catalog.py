@@ -1,0 +1,222 @@
+"""The data catalog: named sources, their band files, nodata, scale/offset and label layers.
+
+``data_catalog.yaml`` maps names to sources. A source is one multi-band file or several
+single-band files stacked in a stated order, each band named. Paths are relative to the catalog
+file; ``${GEOSEG_DATA}`` expands to the shared data folder (environment variable ``GEOSEG_DATA``,
+default ``../shared/data`` beside the catalog's folder). Loading a catalog never opens data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from geoseg.config import ClosedModel, parse_model, read_yaml
+from geoseg.errors import CatalogError
+
+DATA_ENV = "GEOSEG_DATA"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class BandSpec(ClosedModel):
+    """One band of a source, as written in the catalog."""
+
+    name: str = Field(min_length=1)
+    file: str | None = None
+    band: int | None = Field(default=None, ge=1)
+    nodata: float | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+class LabelSpec(ClosedModel):
+    """A label raster on the source's grid, with its codes mapped to the common codes."""
+
+    file: str
+    band: int = Field(default=1, ge=1)
+    nodata: float | None = None
+    mapping: dict[int, int] | None = None
+    description: str = ""
+    licence: str = ""
+
+    @model_validator(mode="after")
+    def _codes_in_range(self) -> LabelSpec:
+        for src, dst in (self.mapping or {}).items():
+            if not 0 <= dst <= 255:
+                raise ValueError(f"mapping {src}: {dst} is outside the class-code range 0..255")
+        return self
+
+
+class SourceSpec(ClosedModel):
+    """A named source: one multi-band file, or single-band files stacked in order."""
+
+    description: str = ""
+    licence: str = ""
+    file: str | None = None
+    bands: list[BandSpec] = Field(min_length=1)
+    units: str = "DN"
+    nodata: float | None = None
+    crs: str | None = None
+    labels: dict[str, LabelSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _every_band_has_a_file(self) -> SourceSpec:
+        missing = [b.name for b in self.bands if b.file is None and self.file is None]
+        if missing:
+            raise ValueError(
+                f"bands {missing} name no 'file' and the source has no 'file': give one or the other"
+            )
+        names = [b.name for b in self.bands]
+        if len(set(names)) != len(names):
+            raise ValueError(f"band names must be unique, got {names}")
+        return self
+
+
+class CatalogSpec(ClosedModel):
+    """The whole ``data_catalog.yaml``."""
+
+    version: Literal[1]
+    sources: dict[str, SourceSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class BandRef:
+    """A resolved band: which file and band index, and how to turn its values into units."""
+
+    name: str
+    path: Path
+    band: int
+    nodata: float | None
+    scale: float
+    offset: float
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRef:
+    """A resolved label layer."""
+
+    name: str
+    path: Path
+    band: int
+    nodata: float | None
+    mapping: tuple[tuple[int, int], ...] | None
+    licence: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """A resolved source: absolute paths, band order, overrides. Opening it is ``geoseg.io``'s job."""
+
+    name: str
+    bands: tuple[BandRef, ...]
+    units: str
+    crs: str | None
+    labels: tuple[LabelRef, ...]
+    description: str
+    licence: str
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Band names in stacking order."""
+        return tuple(b.name for b in self.bands)
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every distinct image file, in band order."""
+        return tuple(dict.fromkeys(b.path for b in self.bands))
+
+    def label(self, name: str | None = None) -> LabelRef:
+        """The label layer called ``name`` (or the only one when ``name`` is None)."""
+        if not self.labels:
+            raise CatalogError(f"source '{self.name}' has no label layers; add 'labels:' to it")
+        if name is None:
+            if len(self.labels) > 1:
+                names = [lab.name for lab in self.labels]
+                raise CatalogError(f"source '{self.name}' has several label layers {names}; name one")
+            return self.labels[0]
+        for lab in self.labels:
+            if lab.name == name:
+                return lab
+        names = [lab.name for lab in self.labels]
+        raise CatalogError(f"source '{self.name}' has no label layer '{name}'; it has {names}")
+
+
+def default_data_dir(base: Path) -> Path:
+    """The shared data folder: ``$GEOSEG_DATA``, else ``../shared/data`` beside ``base``."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser().resolve() if env else (base.parent / "shared" / "data").resolve()
+
+
+def expand_path(text: str, base: Path) -> Path:
+    """Expand ``${VAR}`` (``GEOSEG_DATA`` has a default) and resolve relative to ``base``."""
+
+    def substitute(match: re.Match[str]) -> str:
+        var = match.group(1)
+        if var == DATA_ENV:
+            return str(default_data_dir(base))
+        if var not in os.environ:
+            raise CatalogError(f"path '{text}' uses ${{{var}}} but the variable is not set")
+        return os.environ[var]
+
+    path = Path(_VAR.sub(substitute, text)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A loaded catalog: the validated spec and the folder its paths are relative to."""
+
+    path: Path
+    spec: CatalogSpec
+
+    @classmethod
+    def load(cls, path: str | Path) -> Catalog:
+        """Read and validate a catalog file (no data is opened)."""
+        path = Path(path).resolve()
+        spec = parse_model(CatalogSpec, read_yaml(path, "catalog"), path, "catalog")
+        return cls(path=path, spec=spec)
+
+    @property
+    def names(self) -> list[str]:
+        """Source names, in file order."""
+        return list(self.spec.sources)
+
+    def source(self, name: str) -> SourceRef:
+        """Resolve the source called ``name``."""
+        spec = self.spec.sources.get(name)
+        if spec is None:
+            raise CatalogError(
+                f"catalog {self.path} has no source '{name}'; it has: {', '.join(self.names)}"
+            )
+        return resolve_source(name, spec, self.path.parent)
+
+
+def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
+    """Turn a source spec into absolute paths and explicit band indexes."""
+    bands = []
+    for position, band in enumerate(spec.bands):
+        file = band.file if band.file is not None else spec.file
+        if file is None:  # excluded by SourceSpec's validator
+            raise CatalogError(f"source '{name}' band '{band.name}' has no file")
+        index = band.band if band.band is not None else (1 if band.file else position + 1)
+        nodata = band.nodata if band.nodata is not None else spec.nodata
+        bands.append(
+            BandRef(band.name, expand_path(file, base), index, nodata, band.scale, band.offset)
+        )
+    labels = tuple(
+        LabelRef(
+            label_name,
+            expand_path(lab.file, base),
+            lab.band,
+            lab.nodata,
+            tuple(sorted(lab.mapping.items())) if lab.mapping is not None else None,
+            lab.licence,
+        )
+        for label_name, lab in spec.labels.items()
+    )
+    return SourceRef(name, tuple(bands), spec.units, spec.crs, labels, spec.description, spec.licence)

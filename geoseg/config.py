@@ -1,0 +1,97 @@
+"""Loading of geoseg's YAML files (catalog, workflow) into closed, typed pydantic models.
+
+Both files share one policy: unknown keys are errors naming the key path and the file, every
+validation error says what is allowed, and nothing here opens any data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from geoseg.errors import ConfigError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ClosedModel(BaseModel):
+    """Base of every config model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_yaml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a YAML mapping, with errors that name the file and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{what} {path} must be a YAML mapping (key: value), got {type(data).__name__}"
+        )
+    return data
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation may hold (through Optional, list, dict, unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found.extend(_models_in(arg))
+    return found
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed next to the key at ``loc`` (best effort through nested models)."""
+    candidates = [model]
+    for part in loc[:-1]:
+        if not isinstance(part, str):
+            continue
+        nested: list[type[BaseModel]] = []
+        for candidate in candidates:
+            field = candidate.model_fields.get(part)
+            if field is not None:
+                nested.extend(_models_in(field.annotation))
+        if nested:
+            candidates = nested
+    keys: list[str] = []
+    for candidate in candidates:
+        keys.extend(k for k in candidate.model_fields if k not in keys)
+    return keys
+
+
+def format_validation_error(
+    exc: ValidationError, model: type[BaseModel], path: Path, what: str
+) -> str:
+    """Turn a pydantic error into lines naming the key path, the file and what is allowed."""
+    lines = [f"{what} {path} is invalid:"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(model, tuple(err["loc"])))
+            lines.append(f"  - unknown key '{key}'; allowed here: {allowed}")
+        else:
+            lines.append(f"  - {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_model(model: type[ModelT], data: dict[str, Any], path: Path, what: str) -> ModelT:
+    """Validate ``data`` against ``model``, raising :class:`ConfigError` with readable lines."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, model, path, what)) from exc

@@ -1,0 +1,1 @@
+"""Opening, validating and reading rasters: sources as lazy Dask arrays, label layers."""

@@ -1,0 +1,146 @@
+"""Opening one raster file with clear errors, and describing it.
+
+Every open goes through :func:`open_raster`, so a missing, empty or non-raster path always gives
+the same :class:`RasterOpenError` naming the path. Georeferencing is checked by
+:func:`checked_grid`: a missing CRS or geotransform is an error, never a silent pixel-space run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+from geoseg.errors import GeoreferenceError, RasterOpenError
+from geoseg.types import Grid
+
+
+@contextmanager
+def open_raster(path: Path) -> Iterator[rasterio.DatasetReader]:
+    """Open ``path`` for reading, turning every failure into :class:`RasterOpenError`."""
+    if not path.exists():
+        raise RasterOpenError(f"raster {path} does not exist; check the path (and GEOSEG_DATA)")
+    if path.is_dir():
+        raise RasterOpenError(f"{path} is a folder, not a raster file")
+    if path.stat().st_size == 0:
+        raise RasterOpenError(f"raster {path} is empty (0 bytes); re-create or re-download it")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            dataset = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise RasterOpenError(
+            f"{path} is not a raster GDAL can open ({exc}); is it a GeoTIFF/COG and complete?"
+        ) from exc
+    with dataset:
+        yield dataset
+
+
+def checked_grid(dataset: rasterio.DatasetReader, path: Path, crs: str | None = None) -> Grid:
+    """The dataset's grid, refusing missing georeferencing.
+
+    ``crs`` is a CRS asserted by the catalog for files that carry none; it is refused when the
+    file has a different one.
+    """
+    if dataset.transform.is_identity and not dataset.gcps[0]:
+        raise GeoreferenceError(
+            f"raster {path} has no geotransform (pixel coordinates only); outputs would be in "
+            "pixel units labelled as map units. Georeference it first (e.g. gdal_translate -a_ullr "
+            "... -a_srs ...)"
+        )
+    if dataset.gcps[0] and dataset.transform.is_identity:
+        raise GeoreferenceError(
+            f"raster {path} is georeferenced by ground control points only; warp it to a grid "
+            "first (gdalwarp) so geoseg can tile it"
+        )
+    file_crs = dataset.crs
+    if crs is not None:
+        asserted = CRS.from_user_input(crs)
+        if file_crs is not None and file_crs != asserted:
+            raise GeoreferenceError(
+                f"the catalog asserts CRS {crs} for {path}, but the file carries "
+                f"{file_crs.to_string()}; remove 'crs:' from the catalog or fix the file"
+            )
+        file_crs = asserted
+    if file_crs is None:
+        raise GeoreferenceError(
+            f"raster {path} has no CRS. Set one in the file (gdal_edit.py -a_srs EPSG:XXXX) or "
+            "assert it in the catalog source with 'crs: EPSG:XXXX'"
+        )
+    return Grid(dataset.height, dataset.width, dataset.transform, file_crs)
+
+
+@dataclass(frozen=True, slots=True)
+class RasterInfo:
+    """What ``geoseg inspect`` prints about one raster file."""
+
+    path: Path
+    driver: str
+    width: int
+    height: int
+    count: int
+    dtypes: tuple[str, ...]
+    nodata: float | None
+    crs: str | None
+    transform: tuple[float, ...]
+    pixel_size: tuple[float, float] | None
+    block_shapes: tuple[tuple[int, int], ...]
+    descriptions: tuple[str | None, ...]
+    compression: str | None
+    overviews: tuple[int, ...]
+    problems: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        """Human-readable description, one fact per line."""
+        out = [
+            f"path:        {self.path}",
+            f"driver:      {self.driver}",
+            f"size:        {self.width} x {self.height} px, {self.count} band(s)",
+            f"dtypes:      {', '.join(self.dtypes)}",
+            f"nodata:      {self.nodata}",
+            f"crs:         {self.crs or 'NONE'}",
+            f"transform:   {', '.join(f'{v:g}' for v in self.transform)}",
+            f"pixel size:  {self.pixel_size}",
+            f"blocks:      {', '.join(f'{h}x{w}' for h, w in self.block_shapes)}",
+            f"compression: {self.compression}",
+            f"overviews:   {list(self.overviews)}",
+        ]
+        for index, desc in enumerate(self.descriptions, start=1):
+            out.append(f"band {index}:      {desc or '(no description)'}")
+        out.extend(f"PROBLEM:     {p}" for p in self.problems)
+        return out
+
+
+def inspect_raster(path: Path) -> RasterInfo:
+    """Describe a raster file; georeferencing problems are reported, not raised."""
+    with open_raster(path) as ds:
+        problems: list[str] = []
+        pixel_size: tuple[float, float] | None = None
+        try:
+            grid = checked_grid(ds, path)
+            pixel_size = grid.pixel_size
+        except GeoreferenceError as exc:
+            problems.append(str(exc))
+        return RasterInfo(
+            path=path,
+            driver=ds.driver,
+            width=ds.width,
+            height=ds.height,
+            count=ds.count,
+            dtypes=tuple(ds.dtypes),
+            nodata=ds.nodata,
+            crs=ds.crs.to_string() if ds.crs else None,
+            transform=tuple(ds.transform)[:6],
+            pixel_size=pixel_size,
+            block_shapes=tuple(tuple(b) for b in ds.block_shapes),
+            descriptions=tuple(ds.descriptions),
+            compression=ds.compression.value if ds.compression else None,
+            overviews=tuple(ds.overviews(1)) if ds.count else (),
+            problems=tuple(problems),
+        )

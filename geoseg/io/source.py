@@ -1,0 +1,242 @@
+"""A catalog source opened and validated: its grid, and reads of integer windows.
+
+:class:`RasterSource` is a small picklable description (paths, grid, nodata); it holds no open
+dataset. Every read opens the files it needs, reads, and closes them, so it is safe inside Dask
+tasks on any thread or process (GUIDE §4: never share an open dataset).
+
+Reads return float32 ``(band, y, x)`` arrays in the source's units (scale/offset applied) with NaN
+where a band is nodata or the window lies outside the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from numpy.typing import NDArray
+from rasterio.errors import RasterioError
+
+from geoseg.catalog import BandRef, LabelRef, SourceRef
+from geoseg.errors import GridMismatchError, RasterOpenError, RasterReadError
+from geoseg.io.raster import checked_grid, open_raster
+from geoseg.types import Grid, Window
+
+#: Default edge length of a Dask chunk, in pixels, before alignment to the file's blocks.
+DEFAULT_CHUNK = 1024
+
+
+def _grid_mismatch(what: str, path: Path, grid: Grid, ref_path: Path, ref_grid: Grid) -> str:
+    return (
+        f"{what} {path} ({grid.describe()}, origin {grid.transform.c:g},{grid.transform.f:g}) is "
+        f"not on the grid of {ref_path} ({ref_grid.describe()}, origin "
+        f"{ref_grid.transform.c:g},{ref_grid.transform.f:g}); resample it onto that grid first "
+        "(gdalwarp -te ... -tr ... -t_srs ...)"
+    )
+
+
+def _read_band(
+    path: Path, band: int, window: Window, nodata: float | None
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Read one band's in-image window as float32 plus its validity mask."""
+    with open_raster(path) as ds:
+        try:
+            values = ds.read(band, window=window.to_rasterio())
+            valid = values != nodata if nodata is not None else ds.read_masks(
+                band, window=window.to_rasterio()
+            ) > 0
+        except RasterioError as exc:
+            raise RasterReadError(
+                f"reading {path} band {band}, window {window} failed: {exc}. The file may be "
+                "truncated or corrupt; re-create it"
+            ) from exc
+    data = values.astype(np.float32, copy=False)
+    valid &= np.isfinite(data)
+    return data, valid
+
+
+@dataclass(frozen=True, slots=True)
+class RasterSource:
+    """An opened, validated source: band files on one grid."""
+
+    ref: SourceRef
+    grid: Grid
+    block_shape: tuple[int, int]
+    dtypes: tuple[str, ...]
+
+    @classmethod
+    def open(cls, ref: SourceRef) -> RasterSource:
+        """Open every band file once, check they exist, hold the bands, and share one grid."""
+        grid: Grid | None = None
+        first: Path | None = None
+        dtypes: list[str] = []
+        block_shape = (1, 1)
+        for band in ref.bands:
+            with open_raster(band.path) as ds:
+                if band.band > ds.count:
+                    raise RasterOpenError(
+                        f"source '{ref.name}' band '{band.name}' asks for band {band.band} of "
+                        f"{band.path}, which has {ds.count} band(s)"
+                    )
+                band_grid = checked_grid(ds, band.path, ref.crs)
+                dtypes.append(ds.dtypes[band.band - 1])
+                if grid is None or first is None:
+                    grid, first = band_grid, band.path
+                    block_shape = tuple(ds.block_shapes[band.band - 1])  # type: ignore[assignment]
+                elif not band_grid.same_as(grid):
+                    raise GridMismatchError(
+                        _grid_mismatch("band file", band.path, band_grid, first, grid)
+                    )
+        if grid is None:  # SourceSpec requires at least one band
+            raise RasterOpenError(f"source '{ref.name}' has no bands")
+        return cls(ref, grid, block_shape, tuple(dtypes))
+
+    @property
+    def name(self) -> str:
+        """The catalog name."""
+        return self.ref.name
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Band names in order."""
+        return self.ref.band_names
+
+    @property
+    def count(self) -> int:
+        """Number of bands."""
+        return len(self.ref.bands)
+
+    def read(self, window: Window) -> NDArray[np.float32]:
+        """Read ``window`` (may reach outside the image) as float32 ``(band, y, x)``, NaN = nodata."""
+        out = np.full((self.count, window.height, window.width), np.nan, dtype=np.float32)
+        inside = window.intersection(self.grid.window)
+        if inside is None:
+            return out
+        rows, cols = inside.relative_to(window).slices
+        for index, band in enumerate(self.ref.bands):
+            data, valid = _read_band(band.path, band.band, inside, band.nodata)
+            data = data * np.float32(band.scale) + np.float32(band.offset)
+            data[~valid] = np.nan
+            out[index, rows, cols] = data
+        return out
+
+    def chunk_shape(self, target: int = DEFAULT_CHUNK) -> tuple[int, int]:
+        """A chunk shape near ``target`` px whose edges fall on the file's block boundaries."""
+        block_h, block_w = self.block_shape
+        height, width = self.grid.shape
+        if block_w >= width:  # striped file: whole rows, about target**2 pixels per chunk
+            rows = max(block_h, (target * target // max(width, 1)) // block_h * block_h)
+            return (min(rows, height), width)
+        return (
+            min(max(block_h, round(target / block_h) * block_h), height),
+            min(max(block_w, round(target / block_w) * block_w), width),
+        )
+
+    def to_dask(self, chunks: tuple[int, int] | None = None) -> da.Array:
+        """The source as a lazy ``(band, y, x)`` float32 Dask array; NaN marks nodata."""
+        chunks = chunks or self.chunk_shape()
+        return da.from_array(
+            _LazySource(self),
+            chunks=(self.count, *chunks),
+            asarray=False,
+            lock=False,
+            fancy=False,
+            meta=np.empty((0, 0, 0), dtype=np.float32),
+            name=f"read-{self.name}-{chunks[0]}x{chunks[1]}",
+        )
+
+    def to_xarray(self, chunks: tuple[int, int] | None = None) -> xr.DataArray:
+        """The lazy array with band names, pixel-centre coordinates and georeferencing attrs."""
+        t = self.grid.transform
+        coords: dict[str, Sequence[object]] = {"band": list(self.band_names)}
+        if not self.grid.is_rotated:
+            coords["y"] = (t.f + t.e * (np.arange(self.grid.height) + 0.5)).tolist()
+            coords["x"] = (t.c + t.a * (np.arange(self.grid.width) + 0.5)).tolist()
+        return xr.DataArray(
+            self.to_dask(chunks),
+            dims=("band", "y", "x"),
+            coords=coords,
+            name=self.name,
+            attrs={"crs": self.grid.crs.to_wkt(), "transform": tuple(t)[:6], "units": self.ref.units},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _LazySource:
+    """Array-like view Dask slices into; each slice is one read of the files."""
+
+    source: RasterSource
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.source.count, *self.source.grid.shape)
+
+    @property
+    def dtype(self) -> np.dtype[np.float32]:
+        return np.dtype(np.float32)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> NDArray[np.float32]:
+        bands, rows, cols = key
+        row0, row1, _ = rows.indices(self.source.grid.height)
+        col0, col1, _ = cols.indices(self.source.grid.width)
+        if row1 <= row0 or col1 <= col0:
+            return np.empty((self.source.count, max(row1 - row0, 0), max(col1 - col0, 0)), np.float32)
+        return self.source.read(Window(row0, col0, row1 - row0, col1 - col0))[bands]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelLayer:
+    """A label raster opened against a source grid; reads give common class codes (0 = none)."""
+
+    ref: LabelRef
+    grid: Grid
+    lookup: tuple[int, ...] | None
+
+    @classmethod
+    def open(cls, ref: LabelRef, grid: Grid, source_name: str, source_path: Path) -> LabelLayer:
+        """Open and check that the labels lie on ``grid`` (equivalent CRSs accepted)."""
+        with open_raster(ref.path) as ds:
+            if ref.band > ds.count:
+                raise RasterOpenError(f"label file {ref.path} has no band {ref.band}")
+            label_grid = checked_grid(ds, ref.path)
+        if not label_grid.same_as(grid):
+            raise GridMismatchError(
+                _grid_mismatch(f"labels '{ref.name}'", ref.path, label_grid, source_path, grid)
+                + f" (source '{source_name}')"
+            )
+        lookup = None
+        if ref.mapping is not None:
+            table = [0] * 256
+            for src, dst in ref.mapping:
+                if 0 <= src <= 255:
+                    table[src] = dst
+            lookup = tuple(table)
+        return cls(ref, grid, lookup)
+
+    def read(self, window: Window) -> NDArray[np.uint8]:
+        """Class codes for ``window`` (outside the image and nodata are 0)."""
+        out = np.zeros(window.shape, dtype=np.uint8)
+        inside = window.intersection(self.grid.window)
+        if inside is None:
+            return out
+        data, valid = _read_band(self.ref.path, self.ref.band, inside, self.ref.nodata)
+        codes = np.where(valid & (data >= 0) & (data <= 255), data, 0).astype(np.int64)
+        if self.lookup is not None:
+            codes = np.asarray(self.lookup, dtype=np.int64)[codes]
+        out[inside.relative_to(window).slices] = codes.astype(np.uint8)
+        return out
+
+
+def open_labels(source: RasterSource, name: str | None = None) -> LabelLayer:
+    """Open the source's label layer ``name`` on the source grid."""
+    return LabelLayer.open(source.ref.label(name), source.grid, source.name, source.ref.bands[0].path)
+
+
+__all__ = ["BandRef", "LabelLayer", "RasterSource", "open_labels"]

@@ -1,0 +1,155 @@
+"""Small frozen value types shared by every stage: pixel windows and raster grids.
+
+Windows are integer pixel windows on a grid, never fractional. Grids pair a shape with an affine
+transform and a CRS. Both validate on construction, in the manner of ``rasterio.windows.Window``
+and odc-geo's ``GeoBox``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import rasterio.windows
+from affine import Affine
+from rasterio.crs import CRS
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """An integer pixel window: ``row``/``col`` offsets and ``height``/``width`` sizes.
+
+    Offsets may be negative (a window reaching past the top-left edge of an image); sizes must be
+    positive.
+    """
+
+    row: int
+    col: int
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        for name in ("row", "col", "height", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"Window.{name} must be an int, got {value!r}")
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"Window sizes must be positive, got {self.height}x{self.width}")
+
+    @property
+    def row_end(self) -> int:
+        """One past the last row."""
+        return self.row + self.height
+
+    @property
+    def col_end(self) -> int:
+        """One past the last column."""
+        return self.col + self.width
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return (self.height, self.width)
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """Row and column slices, for indexing a full-size array."""
+        return (slice(self.row, self.row_end), slice(self.col, self.col_end))
+
+    def intersection(self, other: Window) -> Window | None:
+        """The overlap of two windows, or ``None`` when they do not overlap."""
+        row, col = max(self.row, other.row), max(self.col, other.col)
+        row_end, col_end = min(self.row_end, other.row_end), min(self.col_end, other.col_end)
+        if row_end <= row or col_end <= col:
+            return None
+        return Window(row, col, row_end - row, col_end - col)
+
+    def relative_to(self, outer: Window) -> Window:
+        """This window in the coordinates of ``outer`` (whose top-left becomes 0, 0)."""
+        return Window(self.row - outer.row, self.col - outer.col, self.height, self.width)
+
+    def to_rasterio(self) -> rasterio.windows.Window:
+        """The equivalent ``rasterio.windows.Window``."""
+        return rasterio.windows.Window(self.col, self.row, self.width, self.height)
+
+    def __str__(self) -> str:
+        return f"rows {self.row}:{self.row_end}, cols {self.col}:{self.col_end}"
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """A raster grid: shape, affine transform (pixel corner convention) and CRS."""
+
+    height: int
+    width: int
+    transform: Affine
+    crs: CRS
+
+    def __post_init__(self) -> None:
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"Grid sizes must be positive, got {self.height}x{self.width}")
+        if not isinstance(self.crs, CRS):
+            object.__setattr__(self, "crs", CRS.from_user_input(self.crs))
+        if not isinstance(self.transform, Affine):
+            raise TypeError(f"Grid.transform must be an affine.Affine, got {self.transform!r}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return (self.height, self.width)
+
+    @property
+    def window(self) -> Window:
+        """The window covering the whole grid."""
+        return Window(0, 0, self.height, self.width)
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        """Pixel size along columns and rows, in CRS units (positive, rotation-aware)."""
+        t = self.transform
+        return (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
+
+    @property
+    def pixel_area(self) -> float:
+        """Area of one pixel in CRS units squared."""
+        return abs(self.transform.determinant)
+
+    @property
+    def is_rotated(self) -> bool:
+        """True when the transform has rotation or shear terms."""
+        return self.transform.b != 0 or self.transform.d != 0
+
+    def window_transform(self, window: Window) -> Affine:
+        """The transform of a window's top-left pixel."""
+        return self.transform * Affine.translation(window.col, window.row)
+
+    def same_as(self, other: Grid, tolerance: float = 1e-9) -> bool:
+        """Same shape, same transform (to ``tolerance`` of a pixel) and an equivalent CRS."""
+        if self.shape != other.shape:
+            return False
+        size = max(self.pixel_size)
+        if not self.transform.almost_equals(other.transform, precision=tolerance * size):
+            return False
+        # rasterio compares with GDAL's OSRIsSame: NC's unnamed LCC with a null TOWGS84 and
+        # EPSG:3358 are the same CRS written differently.
+        return bool(self.crs == other.crs)
+
+    def describe(self) -> str:
+        """One line: size, pixel size and CRS name."""
+        px, py = self.pixel_size
+        name = self.crs.to_string() if self.crs.to_epsg() else self.crs.to_dict().get("proj", "custom")
+        return f"{self.width}x{self.height} px at {px:g}x{py:g} {self.crs_units}, CRS {name}"
+
+    @property
+    def crs_units(self) -> str:
+        """The CRS's linear unit name, or 'degree' for geographic CRSs."""
+        if self.crs.is_geographic:
+            return "degree"
+        return str(self.crs.linear_units)
+
+    @property
+    def metres_per_unit(self) -> float | None:
+        """Metres in one CRS linear unit; ``None`` for geographic CRSs."""
+        if self.crs.is_geographic:
+            return None
+        return float(self.crs.linear_units_factor[1])
