@@ -11,7 +11,7 @@ where a band is nodata or the window lies outside the image.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dask.array as da
@@ -108,6 +108,18 @@ class RasterSource:
     def count(self) -> int:
         """Number of bands."""
         return len(self.ref.bands)
+
+    def select(self, names: Sequence[str]) -> RasterSource:
+        """The same source restricted to the bands ``names``, in that order."""
+        by_name = {b.name: b for b in self.ref.bands}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise GridMismatchError(
+                f"source '{self.name}' has no band(s) {missing}; it has {list(self.band_names)}"
+            )
+        order = [self.band_names.index(n) for n in names]
+        ref = replace(self.ref, bands=tuple(by_name[n] for n in names))
+        return replace(self, ref=ref, dtypes=tuple(self.dtypes[i] for i in order))
 
     def read(self, window: Window) -> NDArray[np.float32]:
         """Read ``window`` (may reach outside the image) as float32 ``(band, y, x)``, NaN = nodata."""

@@ -1,0 +1,1 @@
+"""Writing outputs: atomic file replacement, COG rasters, vector formats, QGIS styles."""

@@ -1,0 +1,2 @@
+"""Model bundles (metadata + weights) and the predictor that runs them. Imports torch lazily:
+``geoseg.model.bundle`` is torch-free so configs can be checked without loading torch."""

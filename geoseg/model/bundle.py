@@ -1,0 +1,197 @@
+"""Model bundles: a folder ``NAME.geoseg/`` with ``bundle.json`` and ``weights.pt``.
+
+The metadata states everything needed to use the weights correctly: architecture, input bands
+(names, order, units, normalisation), pixel size, classes (codes, names, colours), the tile size
+and overlap it expects, where its training data came from and under which licences, and the
+metrics it reached. :meth:`BundleMeta.check_source` refuses sources that do not match, before any
+compute. This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from geoseg.config import ClosedModel, format_validation_error
+from geoseg.errors import BundleError
+from geoseg.types import Grid
+
+BUNDLE_SUFFIX = ".geoseg"
+META_FILE = "bundle.json"
+WEIGHTS_FILE = "weights.pt"
+CARD_FILE = "MODEL_CARD.md"
+
+#: Relative pixel-size difference tolerated between a bundle and a source.
+PIXEL_SIZE_TOLERANCE = 0.01
+
+
+class ClassInfo(ClosedModel):
+    """One output class: its common code, name and display colour."""
+
+    code: int = Field(ge=1, le=255)
+    name: str
+    color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
+
+
+class BandStats(ClosedModel):
+    """One input band: name and the normalisation ``(x - mean) / std`` applied before the network."""
+
+    name: str
+    mean: float
+    std: float = Field(gt=0)
+
+
+class NetworkSpec(ClosedModel):
+    """A segmentation-models-pytorch network: architecture, encoder and extra keyword arguments."""
+
+    architecture: str = "Unet"
+    encoder: str = "resnet18"
+    encoder_depth: int = Field(default=5, ge=1, le=5)
+    decoder_channels: list[int] | None = None
+
+    @property
+    def divisor(self) -> int:
+        """Tile sizes must be multiples of this (the encoder's total downsampling)."""
+        return int(2**self.encoder_depth)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``segmentation_models_pytorch.create_model``."""
+        extra: dict[str, Any] = {"encoder_depth": self.encoder_depth}
+        if self.decoder_channels is not None:
+            extra["decoder_channels"] = tuple(self.decoder_channels)
+        return extra
+
+
+class DataProvenance(ClosedModel):
+    """A training source and the licences it comes under."""
+
+    source: str
+    description: str = ""
+    licence: str = ""
+    labels: str = ""
+    labels_licence: str = ""
+
+
+class BundleMeta(ClosedModel):
+    """Everything ``bundle.json`` holds."""
+
+    format: Literal["geoseg-bundle"] = "geoseg-bundle"
+    version: Literal[1] = 1
+    name: str
+    network: NetworkSpec
+    bands: list[BandStats] = Field(min_length=1)
+    units: str
+    pixel_size: float = Field(gt=0)
+    crs_units: str = "metre"
+    classes: list[ClassInfo] = Field(min_length=2)
+    tile_size: int = Field(ge=8)
+    overlap: int = Field(ge=0)
+    training_data: list[DataProvenance] = Field(default_factory=list)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    weights_dtype: Literal["float32", "float16"] = "float32"
+    weights_sha256: str = ""
+    geoseg_version: str = ""
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_codes(cls, classes: list[ClassInfo]) -> list[ClassInfo]:
+        codes = [c.code for c in classes]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"class codes must be unique, got {codes}")
+        return classes
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Input band names, in the order the network expects them."""
+        return tuple(b.name for b in self.bands)
+
+    @property
+    def class_codes(self) -> tuple[int, ...]:
+        """Output channel ``k`` means class code ``class_codes[k]``."""
+        return tuple(c.code for c in self.classes)
+
+    def class_name(self, code: int) -> str:
+        """Name of class ``code``."""
+        for info in self.classes:
+            if info.code == code:
+                return info.name
+        return f"class {code}"
+
+    def check_source(
+        self, source_name: str, band_names: tuple[str, ...], units: str, grid: Grid
+    ) -> None:
+        """Refuse a source whose bands, units or pixel size differ from what the model expects."""
+        problems = []
+        missing = [b for b in self.band_names if b not in band_names]
+        if missing:
+            problems.append(
+                f"bands: the model needs {list(self.band_names)} ({len(self.band_names)} bands) "
+                f"but the source has {list(band_names)} ({len(band_names)}); missing {missing}"
+            )
+        if units.strip().lower() != self.units.strip().lower():
+            problems.append(
+                f"units: the model was trained on '{self.units}', the source is '{units}'; "
+                "rescale the source (band scale/offset in the catalog) or use a matching model"
+            )
+        px, py = grid.pixel_size
+        if grid.crs.is_geographic or grid.crs_units != self.crs_units:
+            problems.append(
+                f"pixel size: the model expects {self.pixel_size:g} {self.crs_units} pixels, the "
+                f"source's CRS is in {grid.crs_units}; reproject it (gdalwarp -t_srs ... -tr "
+                f"{self.pixel_size:g} {self.pixel_size:g})"
+            )
+        else:
+            for size in (px, py):
+                if abs(size - self.pixel_size) > PIXEL_SIZE_TOLERANCE * self.pixel_size:
+                    problems.append(
+                        f"pixel size: the model was trained at {self.pixel_size:g} "
+                        f"{self.crs_units}, the source has {px:g} x {py:g}; resample it "
+                        f"(gdalwarp -tr {self.pixel_size:g} {self.pixel_size:g}) or use a "
+                        "model trained at that resolution"
+                    )
+                    break
+        if problems:
+            raise BundleError(
+                f"model bundle '{self.name}' does not fit source '{source_name}':\n  - "
+                + "\n  - ".join(problems)
+            )
+
+
+def bundle_paths(path: Path) -> tuple[Path, Path]:
+    """``(bundle.json, weights.pt)`` of the bundle folder ``path``."""
+    return path / META_FILE, path / WEIGHTS_FILE
+
+
+def load_meta(path: str | Path) -> BundleMeta:
+    """Read and validate a bundle's metadata (weights are not read)."""
+    path = Path(path)
+    meta_path, weights_path = bundle_paths(path)
+    if not path.is_dir() or not meta_path.is_file():
+        raise BundleError(
+            f"{path} is not a geoseg model bundle (a folder with {META_FILE} and {WEIGHTS_FILE}); "
+            "train one with 'geoseg train' or point to models/*.geoseg"
+        )
+    if not weights_path.is_file():
+        raise BundleError(f"model bundle {path} has no {WEIGHTS_FILE}")
+    try:
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{meta_path} is not valid JSON: {exc}") from exc
+    try:
+        return BundleMeta.model_validate(data)
+    except ValidationError as exc:
+        raise BundleError(format_validation_error(exc, BundleMeta, meta_path, "bundle")) from exc
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

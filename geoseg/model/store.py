@@ -1,0 +1,79 @@
+"""Writing a bundle folder and loading its network (torch side of :mod:`geoseg.model.bundle`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from geoseg import __version__
+from geoseg.errors import BundleError, OutputExistsError
+from geoseg.model.bundle import (
+    CARD_FILE,
+    BundleMeta,
+    bundle_paths,
+    file_sha256,
+    load_meta,
+)
+from geoseg.model.network import build_network
+
+
+def save_bundle(
+    meta: BundleMeta,
+    state: dict[str, torch.Tensor],
+    path: Path,
+    card: str,
+    overwrite: bool = False,
+) -> BundleMeta:
+    """Write ``path`` (a ``.geoseg`` folder) atomically: built beside it, then renamed into place."""
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"model bundle {path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        meta_path, weights_path = bundle_paths(tmp)
+        dtype = torch.float16 if meta.weights_dtype == "float16" else torch.float32
+        torch.save(
+            {k: v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu()
+             for k, v in state.items()},
+            weights_path,
+        )
+        meta = meta.model_copy(
+            update={"weights_sha256": file_sha256(weights_path), "geoseg_version": __version__}
+        )
+        meta_path.write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def load_network(path: Path, device: torch.device) -> tuple[BundleMeta, torch.nn.Module]:
+    """The bundle's metadata and its network in eval mode on ``device``, weights checked."""
+    meta = load_meta(path)
+    _, weights_path = bundle_paths(path)
+    if meta.weights_sha256 and file_sha256(weights_path) != meta.weights_sha256:
+        raise BundleError(
+            f"{weights_path} does not match the checksum in its bundle.json; the bundle is "
+            "corrupt or was edited, re-create it"
+        )
+    network = build_network(meta.network, len(meta.bands), len(meta.classes))
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        network.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                 for k, v in state.items()})
+    except (RuntimeError, OSError, KeyError) as exc:
+        raise BundleError(f"cannot load weights {weights_path}: {exc}") from exc
+    return meta, network.to(device).eval()
+
+
+def describe_card(meta: BundleMeta) -> str:
+    """A machine-written summary appended to model cards: the metadata as JSON."""
+    return "```json\n" + json.dumps(meta.model_dump(exclude={"weights_sha256"}), indent=2) + "\n```\n"

@@ -1,0 +1,140 @@
+"""Predicting one output window (a Dask chunk's core) from the tiles of the global grid.
+
+The function reads the halo it needs itself, runs only tiles with valid pixels, in fixed-size
+batches, and blends them in global tile order, so its output for a pixel does not depend on which
+window the pixel was computed in (docs/DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geoseg.tiling.grid import TileGrid, halo_window
+from geoseg.types import Window
+
+ReadFn = Callable[[Window], NDArray[np.float32]]
+
+
+class TileModel(Protocol):
+    """Anything that turns normalised tiles ``(n, bands, T, T)`` into probabilities."""
+
+    def predict_tiles(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Class probabilities ``(n, classes, T, T)``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceSpec:
+    """How tiles are cut, normalised, batched and turned into class codes."""
+
+    tiling: TileGrid
+    batch_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    codes: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if len(self.mean) != len(self.std):
+            raise ValueError("mean and std need one value per band")
+
+    def normalise(self, data: NDArray[np.float32]) -> NDArray[np.float32]:
+        """``(x - mean) / std`` per band; nodata (NaN) becomes 0."""
+        mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
+        out = (data - mean) / std
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPrediction:
+    """Class codes (uint8, 0 = nodata) and top-class probability (float32, NaN = nodata)."""
+
+    classes: NDArray[np.uint8]
+    confidence: NDArray[np.float32]
+    tiles_run: int
+
+
+def batched(items: Sequence[Window], size: int) -> list[Sequence[Window]]:
+    """Consecutive groups of ``size`` items (the last may be shorter)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def run_batches(
+    tiles: Sequence[Window],
+    image: NDArray[np.float32],
+    origin: Window,
+    model: TileModel,
+    spec: InferenceSpec,
+) -> list[tuple[Window, NDArray[np.float32]]]:
+    """Probabilities of each tile, cut from ``image`` (which starts at ``origin``).
+
+    Every forward pass has exactly ``spec.batch_size`` tiles (the last batch is zero-padded), so a
+    tile's result does not depend on which other tiles share its batch.
+    """
+    size = spec.tiling.size
+    out: list[tuple[Window, NDArray[np.float32]]] = []
+    for group in batched(tiles, spec.batch_size):
+        batch = np.zeros((spec.batch_size, image.shape[0], size, size), dtype=np.float32)
+        for slot, tile in enumerate(group):
+            rows, cols = tile.relative_to(origin).slices
+            batch[slot] = image[:, rows, cols]
+        probs = model.predict_tiles(batch)
+        out.extend(zip(group, probs[: len(group)], strict=True))
+    return out
+
+
+def finish(
+    acc: NDArray[np.float32],
+    weight: NDArray[np.float32],
+    valid: NDArray[np.bool_],
+    codes: tuple[int, ...],
+) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+    """Blended probabilities -> (class codes, confidence); invalid pixels become nodata."""
+    probs = acc / np.where(weight > 0, weight, np.float32(1))
+    index = np.argmax(probs, axis=0)
+    confidence = np.take_along_axis(probs, index[None], axis=0)[0]
+    classes = np.asarray(codes, dtype=np.uint8)[index]
+    classes[~valid] = 0
+    confidence = np.where(valid, confidence, np.float32(np.nan)).astype(np.float32)
+    return classes, confidence
+
+
+def predict_window(
+    core: Window,
+    shape: tuple[int, int],
+    read: ReadFn,
+    model: TileModel,
+    spec: InferenceSpec,
+) -> WindowPrediction:
+    """Predict the pixels of ``core`` in an image of ``shape`` (rows, cols)."""
+    tiles = spec.tiling.tiles_overlapping(core, shape)
+    halo = halo_window(tiles)
+    data = read(halo)
+    valid_halo = np.isfinite(data).all(axis=0)
+    valid = valid_halo[core.relative_to(halo).slices]
+    classes = np.zeros(core.shape, dtype=np.uint8)
+    confidence = np.full(core.shape, np.nan, dtype=np.float32)
+    if not valid.any():
+        return WindowPrediction(classes, confidence, 0)
+    live = [t for t in tiles if valid_halo[t.relative_to(halo).slices].any()]
+    image = spec.normalise(data)
+    taper = spec.tiling.taper()
+    acc = np.zeros((len(spec.codes), *core.shape), dtype=np.float32)
+    weight = np.zeros(core.shape, dtype=np.float32)
+    for tile, probs in run_batches(live, image, halo, model, spec):
+        part = tile.intersection(core)
+        if part is None:
+            continue
+        in_tile, in_core = part.relative_to(tile).slices, part.relative_to(core).slices
+        w = taper[in_tile]
+        acc[(slice(None), *in_core)] += probs[(slice(None), *in_tile)] * w
+        weight[in_core] += w
+    classes, confidence = finish(acc, weight, valid, spec.codes)
+    return WindowPrediction(classes, confidence, len(live))
