@@ -1,0 +1,161 @@
+"""The vectorise stage: class map + confidence COGs -> region polygons with attributes.
+
+Pass 1 (per chunk, parallel): components. Global step: seams, minimum mapping unit, region ids.
+Pass 2 (per chunk, parallel): polygons. Regions inside one chunk are final at once; pieces of
+regions that span chunks are merged at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+
+from geoseg.errors import RasterReadError
+from geoseg.executor import ExecutorSpec, map_tasks
+from geoseg.tiling.grid import Chunk, ChunkPlan
+from geoseg.types import Grid, Window
+from geoseg.vector.components import ChunkComponents, chunk_components
+from geoseg.vector.measure import measure, pixel_area_m2
+from geoseg.vector.polygonize import Piece, chunk_pieces, merge_pieces, region_image
+from geoseg.vector.regions import RegionTable, build_regions
+
+COLUMNS = ["region_id", "class_id", "class_name", "area_m2", "perimeter_m", "mean_confidence",
+           "pixels"]
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSettings:
+    """Minimum mapping unit (m², applied in raster space) and simplification tolerance (m)."""
+
+    min_area_m2: float = 0.0
+    simplify_m: float = 0.0
+
+    def min_pixels(self, grid: Grid) -> int:
+        """The MMU as a pixel count: components with fewer pixels are merged away."""
+        if self.min_area_m2 <= 0:
+            return 0
+        return math.ceil(self.min_area_m2 / pixel_area_m2(grid) - 1e-9)
+
+    def tolerance(self, grid: Grid) -> float:
+        """Simplification tolerance in CRS units."""
+        factor = grid.metres_per_unit
+        if factor is None:  # degrees: metres -> degrees at ~111 km per degree
+            return self.simplify_m / 111_320.0
+        return self.simplify_m / factor
+
+
+def read_window(path: Path, window: Window) -> np.ndarray:
+    """Read band 1 of ``path`` over ``window`` (exact integer window)."""
+    try:
+        with rasterio.open(path) as ds:
+            return ds.read(1, window=window.to_rasterio())
+    except rasterio.errors.RasterioError as exc:
+        raise RasterReadError(f"reading {path}, window {window} failed: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class VectoriseJob:
+    """Everything the chunk tasks need (picklable: paths, grid, plan, settings)."""
+
+    classes: Path
+    confidence: Path | None
+    grid: Grid
+    plan: ChunkPlan
+    settings: VectorSettings
+
+
+def components_task(job: VectoriseJob, chunk: Chunk) -> ChunkComponents:
+    """Pass 1 for one chunk."""
+    return chunk_components(read_window(job.classes, chunk.core), chunk, job.grid.width)
+
+
+def pieces_task(job: VectoriseJob, chunk: Chunk, local_to_region: np.ndarray) -> list[Piece]:
+    """Pass 2 for one chunk."""
+    classes = read_window(job.classes, chunk.core)
+    regions = region_image(classes, local_to_region)
+    confidence = (
+        read_window(job.confidence, chunk.core).astype(np.float32)
+        if job.confidence is not None
+        else np.zeros(classes.shape, np.float32)
+    )
+    return chunk_pieces(
+        regions, confidence, chunk, job.grid.transform, job.settings.tolerance(job.grid)
+    )
+
+
+def find_regions(job: VectoriseJob, executor: ExecutorSpec, progress: bool) -> RegionTable:
+    """Pass 1 and the global step."""
+
+    def task(chunk: Chunk) -> ChunkComponents:
+        return components_task(job, chunk)
+
+    parts = map_tasks(task, job.plan.chunks(), executor, "components", progress)
+    return build_regions(job.plan, parts, job.settings.min_pixels(job.grid))
+
+
+def vectorise(
+    job: VectoriseJob,
+    class_names: Mapping[int, str],
+    executor: ExecutorSpec,
+    progress: bool = True,
+) -> Iterator[gpd.GeoDataFrame]:
+    """Polygons with attributes, in batches: each chunk's own regions, then merged seam regions."""
+    table = find_regions(job, executor, progress)
+
+    def task(chunk: Chunk) -> list[Piece]:
+        return pieces_task(job, chunk, table.local_to_region[chunk.index])
+
+    per_chunk = map_tasks(task, job.plan.chunks(), executor, "polygons", progress)
+    seam_pieces: list[Piece] = []
+    for pieces in per_chunk:
+        whole = [p for p in pieces if table.chunk_count[p.region] == 1]
+        seam_pieces.extend(p for p in pieces if table.chunk_count[p.region] > 1)
+        if whole:
+            yield features(whole, table, job.grid, class_names)
+    if seam_pieces:
+        merged = merge_pieces(seam_pieces)
+        yield features([merged[r] for r in sorted(merged)], table, job.grid, class_names)
+
+
+def features(
+    pieces: list[Piece], table: RegionTable, grid: Grid, class_names: Mapping[int, str]
+) -> gpd.GeoDataFrame:
+    """A GeoDataFrame of finished regions with geoseg's attribute schema."""
+    geoms = [p.geometry for p in pieces]
+    area, perimeter = measure(geoms, grid)
+    class_ids = [int(table.classes[p.region]) for p in pieces]
+    frame = pd.DataFrame(
+        {
+            "region_id": np.array([p.region for p in pieces], dtype=np.int64),
+            "class_id": np.array(class_ids, dtype=np.int32),
+            "class_name": [class_names.get(c, f"class {c}") for c in class_ids],
+            "area_m2": area,
+            "perimeter_m": perimeter,
+            "mean_confidence": np.array(
+                [p.confidence_sum / p.pixels if p.pixels else np.nan for p in pieces]
+            ),
+            "pixels": np.array([p.pixels for p in pieces], dtype=np.int64),
+        }
+    )
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=grid.crs.to_wkt())
+
+
+def empty_features(grid: Grid) -> gpd.GeoDataFrame:
+    """A valid empty layer with the schema and the CRS."""
+    frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+        COLUMNS, ["int64", "int32", "object", "float64", "float64", "float64", "int64"],
+        strict=True)})
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([], crs=grid.crs.to_wkt()))
+
+
+def sieved_window(job: VectoriseJob, table: RegionTable, chunk: Chunk) -> np.ndarray:
+    """The class map of ``chunk`` after the minimum-mapping-unit step (what polygons show)."""
+    regions = region_image(read_window(job.classes, chunk.core), table.local_to_region[chunk.index])
+    return table.classes[regions]
