@@ -7,7 +7,7 @@ Dask tasks receive only the bundle path and device name, never a model.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,6 @@ import torch
 from numpy.typing import NDArray
 
 from geoseg.errors import BundleError
-from geoseg.model.bundle import BundleMeta
 from geoseg.model.store import load_network
 
 _CACHE: dict[tuple[str, str], Predictor] = {}
@@ -34,12 +33,11 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class Predictor:
-    """A loaded network and what it needs to turn normalised tiles into class probabilities."""
+    """A network in eval mode on a device, as a :class:`geoseg.stitch.predict.TileModel`."""
 
-    meta: BundleMeta
     network: torch.nn.Module
     device: torch.device
-    lock: threading.Lock
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def predict_tiles(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """Softmax probabilities ``(n, classes, T, T)`` for normalised tiles ``(n, bands, T, T)``."""
@@ -54,14 +52,20 @@ class Predictor:
         return probs.cpu().numpy()
 
 
-def predictor(bundle: Path, device: str = "auto") -> Predictor:
-    """The process-wide predictor for ``bundle`` on ``device`` (loaded on first use)."""
+def predictor(bundle: Path, device: str = "auto", threads: int | None = None) -> Predictor:
+    """The process-wide predictor for ``bundle`` on ``device`` (loaded on first use).
+
+    ``threads`` fixes torch's intra-op thread count; results are bit-identical only between runs
+    with the same device and thread count.
+    """
     key = (str(Path(bundle).resolve()), device)
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
             target = resolve_device(device)
-            meta, network = load_network(Path(bundle), target)
-            cached = Predictor(meta, network, target, threading.Lock())
+            _, network = load_network(Path(bundle), target)
+            cached = Predictor(network, target)
             _CACHE[key] = cached
         return cached

@@ -1,0 +1,1 @@
+"""The ``geoseg`` command: a thin Typer layer over the library functions."""

@@ -1,0 +1,186 @@
+"""``geoseg`` command-line interface.
+
+Commands stay thin: they parse arguments, call one library function, and print. Every
+:class:`~geoseg.errors.GeoSegError` becomes a one-paragraph message on stderr and a non-zero exit
+code (2 for configuration and usage errors, 1 for data and runtime errors); ``-v`` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from geoseg.errors import GeoSegError
+
+app = typer.Typer(
+    name="geoseg",
+    help="Segment large rasters into land-cover class maps, confidence and GIS polygons.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+catalog_app = typer.Typer(help="Named data sources (data_catalog.yaml).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+out = Console()
+err = Console(stderr=True)
+_state: dict[str, Any] = {"verbosity": 0}
+
+T = TypeVar("T")
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)],
+        force=True,
+    )
+    for noisy in ("rasterio", "distributed", "fiona", "pyogrio", "rio_cogeo"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    """Run ``action``; turn geoseg errors into a message and an exit code."""
+    try:
+        return action()
+    except GeoSegError as exc:
+        if _state["verbosity"] > 0:
+            err.print_exception()
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        from geoseg.versions import library_versions
+
+        for name, ver in library_versions().items():
+            out.print(f"{name} {ver}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings only, no progress.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Show geoseg, GDAL, PROJ, GEOS and torch versions.")
+    ] = False,
+) -> None:
+    """geoseg: land-cover, crop and weed maps from large rasters."""
+    _state["verbosity"] = -1 if quiet else verbose
+    _setup_logging(_state["verbosity"])
+
+
+def _progress() -> bool:
+    return bool(_state["verbosity"] >= 0 and sys.stderr.isatty())
+
+
+@app.command()
+def run(
+    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+) -> None:
+    """Run a workflow: its train and predict steps, in order."""
+    from geoseg.workflow.run import run_workflow
+
+    reports = _guarded(lambda: run_workflow(workflow, overwrite, _progress()))
+    for report in reports:
+        out.print(f"step {report.index} ({report.kind}) done:", highlight=False)
+        for path in report.outputs:
+            out.print(f"  {path}", highlight=False)
+        for key, value in report.figures.items():
+            if key != "validation":
+                out.print(f"  {key}: {value}", highlight=False)
+        if "validation" in report.figures:
+            val = report.figures["validation"]
+            out.print(f"  validation mIoU: {val.get('miou')}", highlight=False)
+
+
+@app.command()
+def validate(workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")]) -> None:
+    """Check a workflow (schema, catalog names, models, outputs) without touching data."""
+    from geoseg.workflow.run import plan_workflow
+
+    plan = _guarded(lambda: plan_workflow(workflow))
+    out.print(f"{plan.path}: valid, {len(plan.steps)} step(s)", highlight=False)
+    for step in plan.steps:
+        kind = type(step).__name__.removeprefix("Planned").lower()
+        out.print(f"  {step.index}: {kind} source={step.source.name}", highlight=False)
+        for path in step.outputs():
+            flag = " (exists: needs --overwrite)" if path.exists() else ""
+            out.print(f"     -> {path}{flag}", highlight=False)
+
+
+@catalog_app.command("list")
+def catalog_list(
+    catalog: Annotated[Path, typer.Option(help="Catalog file.")] = Path("data_catalog.yaml"),
+) -> None:
+    """List the named sources of a catalog."""
+    from geoseg.catalog import Catalog
+
+    loaded = _guarded(lambda: Catalog.load(catalog))
+    out.print(f"{loaded.path}: {len(loaded.names)} source(s)", highlight=False)
+    for name in loaded.names:
+        source = _guarded(lambda name=name: loaded.source(name))
+        present = sum(p.exists() for p in source.paths)
+        labels = ",".join(lab.name for lab in source.labels) or "-"
+        out.print(
+            f"  {name}\n    bands: {', '.join(source.band_names)} ({source.units})\n"
+            f"    labels: {labels}\n    files present: {present}/{len(source.paths)}\n"
+            f"    licence: {source.licence}",
+            highlight=False, soft_wrap=True,
+        )
+
+
+@app.command()
+def inspect(raster: Annotated[Path, typer.Argument(help="Raster file.")]) -> None:
+    """Print a raster's CRS, size, bands, dtype, nodata and block layout."""
+    from geoseg.io.raster import inspect_raster
+
+    info = _guarded(lambda: inspect_raster(raster))
+    for line in info.lines():
+        out.print(line, highlight=False)
+    if info.problems:
+        raise typer.Exit(1)
+
+
+@app.command("train")
+def train_command(
+    source: Annotated[str, typer.Option(help="Catalog source with a label layer.")],
+    output: Annotated[Path, typer.Option(help="Bundle folder to write (NAME.geoseg).")],
+    catalog: Annotated[Path, typer.Option(help="Catalog file.")] = Path("data_catalog.yaml"),
+    labels: Annotated[str | None, typer.Option(help="Label layer name.")] = None,
+    bands: Annotated[str | None, typer.Option(help="Comma-separated band names.")] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+) -> None:
+    """Train a network from a labelled catalog source and write a model bundle."""
+    from geoseg.catalog import Catalog
+    from geoseg.train.loop import train
+    from geoseg.workflow.schema import TrainStep
+
+    def action() -> Any:
+        step = TrainStep(
+            source=source, labels=labels, output=str(output), epochs=epochs, seed=seed,
+            device=device, bands=bands.split(",") if bands else None,
+        )
+        return train(step, Catalog.load(catalog), output.resolve(), overwrite, _progress())
+
+    result = _guarded(action)
+    out.print(f"wrote {result.bundle}; validation mIoU "
+              f"{result.meta.metrics['validation']['miou']}", highlight=False)
+
+
+if __name__ == "__main__":
+    app()

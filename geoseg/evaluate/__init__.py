@@ -1,0 +1,1 @@
+"""Metrics on stitched class maps: confusion matrices, per-class IoU, macro mIoU."""

@@ -1,0 +1,1 @@
+"""Training segmentation networks from labelled rasters (imports torch)."""

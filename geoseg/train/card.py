@@ -1,0 +1,62 @@
+"""Model cards: what a bundle was trained on, under which licences, and how well it validated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from geoseg.model.bundle import BundleMeta
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else ("absent" if value is None else str(value))
+
+
+def model_card(meta: BundleMeta, notes: str = "") -> str:
+    """A Markdown model card for ``meta``."""
+    validation = meta.metrics.get("validation", {})
+    lines = [
+        f"# Model card: {meta.name}",
+        "",
+        f"- Network: {meta.network.architecture}, encoder {meta.network.encoder} "
+        f"(depth {meta.network.encoder_depth}), trained from scratch (no pretrained weights).",
+        f"- Input bands, in order: {', '.join(meta.band_names)} ({meta.units}); "
+        "normalised per band with the mean/std in bundle.json.",
+        f"- Pixel size: {meta.pixel_size:g} {meta.crs_units}. Tiles: {meta.tile_size} px, "
+        f"overlap {meta.overlap} px.",
+        f"- Classes: {', '.join(f'{c.code} {c.name}' for c in meta.classes)} (0 = nodata).",
+        "",
+        "## Training data and licences",
+        "",
+    ]
+    for data in meta.training_data:
+        lines.append(
+            f"- Source `{data.source}`: {data.description.strip()} Licence: {data.licence}. "
+            f"Labels `{data.labels}`, licence: {data.labels_licence or data.licence}."
+        )
+    lines += [
+        "",
+        "## Validation (spatial hold-out blocks, stitched-scene prediction)",
+        "",
+        f"Best epoch {meta.metrics.get('best_epoch')}; validation pixels: "
+        f"{meta.training.get('validation_pixels')} in {meta.training.get('validation_blocks')} "
+        "blocks.",
+        "",
+        "| class | IoU | precision | recall | support (px) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, figures in validation.get("per_class", {}).items():
+        lines.append(
+            f"| {name} | {_fmt(figures['iou'])} | {_fmt(figures['precision'])} | "
+            f"{_fmt(figures['recall'])} | {figures['support_px']} |"
+        )
+    lines += [
+        "",
+        f"Macro mIoU (classes present in the hold-out): {_fmt(validation.get('miou'))}; overall "
+        f"accuracy: {_fmt(validation.get('overall_accuracy'))}.",
+        "",
+        f"Training pixels per class: {meta.training.get('training_pixels')}.",
+        "",
+    ]
+    if notes:
+        lines += ["## Notes", "", notes.strip(), ""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Workflow files: typed schema, planning (validation without data), execution, manifests."""

@@ -1,0 +1,130 @@
+"""The workflow YAML schema (version 1): closed, typed, validated before any data is opened.
+
+```yaml
+version: 1
+name: demo
+catalog: ../data_catalog.yaml     # relative to this file
+executor: {kind: threads, workers: 2}
+steps:
+  - train:   {source: nc-landsat7, labels: landcover96, output: ../out/model.geoseg, ...}
+  - predict: {source: nc-landsat7-sample, model: ../models/x.geoseg, output: ../out/demo, ...}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from geoseg.config import ClosedModel, parse_model, read_yaml
+from geoseg.model.bundle import NetworkSpec
+
+VectorFormatName = Literal["gpkg", "geojson", "parquet"]
+
+
+class ExecutorConfig(ClosedModel):
+    """Where chunk tasks run: Dask threads (default), processes, or a distributed cluster."""
+
+    kind: Literal["threads", "processes", "distributed"] = "threads"
+    workers: int = Field(default=2, ge=1)
+    address: str | None = None
+
+
+class VectorConfig(ClosedModel):
+    """Vectorising and vector export."""
+
+    enabled: bool = True
+    min_area_m2: float = Field(default=0.0, ge=0)
+    simplify_m: float = Field(default=0.0, ge=0)
+    formats: list[VectorFormatName] = Field(default_factory=lambda: ["gpkg"], min_length=1)
+    layer: str = "landcover"
+
+    @model_validator(mode="after")
+    def _gpkg_first(self) -> VectorConfig:
+        if "gpkg" not in self.formats:
+            raise ValueError("formats must include 'gpkg' (the other formats are derived from it)")
+        return self
+
+
+class PredictStep(ClosedModel):
+    """Predict a source with a model bundle: class map, confidence, polygons."""
+
+    source: str
+    model: str
+    output: str
+    tile_size: int | None = Field(default=None, ge=8)
+    overlap: int | None = Field(default=None, ge=0)
+    batch_size: int = Field(default=8, ge=1)
+    device: str = "auto"
+    chunk_size: int = Field(default=1024, ge=64)
+    vector: VectorConfig = Field(default_factory=VectorConfig)
+
+
+class ValidationConfig(ClosedModel):
+    """Spatial hold-out: square blocks of the scene, a seeded fraction held out for validation."""
+
+    block_size: int = Field(default=64, ge=8)
+    fraction: float = Field(default=0.2, gt=0, lt=1)
+    buffer: int = Field(default=8, ge=0)
+
+
+class TrainStep(ClosedModel):
+    """Train a segmentation network from a source and its label layer; write a bundle."""
+
+    source: str
+    labels: str | None = None
+    output: str
+    name: str | None = None
+    bands: list[str] | None = None
+    classes: list[int] | None = None
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    chip_size: int = Field(default=64, ge=16)
+    overlap: int = Field(default=16, ge=0)
+    epochs: int = Field(default=30, ge=1)
+    chips_per_epoch: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    class_weighting: Literal["none", "inverse_sqrt", "inverse"] = "inverse_sqrt"
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = Field(default=None, ge=1)
+    card: str = ""
+
+
+class Step(ClosedModel):
+    """One step: exactly one of ``train`` or ``predict``."""
+
+    train: TrainStep | None = None
+    predict: PredictStep | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        given = [k for k in ("train", "predict") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a step has exactly one of 'train' or 'predict', got {given or 'none'}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``train`` or ``predict``."""
+        return "train" if self.train is not None else "predict"
+
+
+class Workflow(ClosedModel):
+    """A whole workflow file."""
+
+    version: Literal[1]
+    name: str = "workflow"
+    catalog: str = "data_catalog.yaml"
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    steps: list[Step] = Field(min_length=1)
+
+
+def load_workflow(path: str | Path) -> tuple[Path, Workflow]:
+    """Read and validate a workflow file; returns its absolute path and the model."""
+    path = Path(path).resolve()
+    return path, parse_model(Workflow, read_yaml(path, "workflow"), path, "workflow")
