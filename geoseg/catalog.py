@@ -69,7 +69,7 @@ class SourceSpec(ClosedModel):
         missing = [b.name for b in self.bands if b.file is None and self.file is None]
         if missing:
             raise ValueError(
-                f"bands {missing} name no 'file' and the source has no 'file': give one or the other"
+                f"bands {missing} name no 'file' and the source has no 'file': give either"
             )
         names = [b.name for b in self.bands]
         if len(set(names)) != len(names):
@@ -110,7 +110,7 @@ class LabelRef:
 
 @dataclass(frozen=True, slots=True)
 class SourceRef:
-    """A resolved source: absolute paths, band order, overrides. Opening it is ``geoseg.io``'s job."""
+    """A resolved source: absolute paths, band order, overrides (opened by ``geoseg.io``)."""
 
     name: str
     bands: tuple[BandRef, ...]
@@ -137,7 +137,9 @@ class SourceRef:
         if name is None:
             if len(self.labels) > 1:
                 names = [lab.name for lab in self.labels]
-                raise CatalogError(f"source '{self.name}' has several label layers {names}; name one")
+                raise CatalogError(
+                    f"source '{self.name}' has several label layers {names}; name one"
+                )
             return self.labels[0]
         for lab in self.labels:
             if lab.name == name:
@@ -219,4 +221,6 @@ def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
         )
         for label_name, lab in spec.labels.items()
     )
-    return SourceRef(name, tuple(bands), spec.units, spec.crs, labels, spec.description, spec.licence)
+    return SourceRef(
+        name, tuple(bands), spec.units, spec.crs, labels, spec.description, spec.licence
+    )

@@ -65,7 +65,7 @@ class Window:
         return Window(row, col, row_end - row, col_end - col)
 
     def relative_to(self, outer: Window) -> Window:
-        """This window in the coordinates of ``outer`` (whose top-left becomes 0, 0)."""
+        """The window in the coordinates of ``outer`` (whose top-left becomes 0, 0)."""
         return Window(self.row - outer.row, self.col - outer.col, self.height, self.width)
 
     def to_rasterio(self) -> rasterio.windows.Window:
@@ -121,7 +121,7 @@ class Grid:
 
     def window_transform(self, window: Window) -> Affine:
         """The transform of a window's top-left pixel."""
-        return self.transform * Affine.translation(window.col, window.row)
+        return self.transform @ Affine.translation(window.col, window.row)
 
     def same_as(self, other: Grid, tolerance: float = 1e-9) -> bool:
         """Same shape, same transform (to ``tolerance`` of a pixel) and an equivalent CRS."""
@@ -137,7 +137,9 @@ class Grid:
     def describe(self) -> str:
         """One line: size, pixel size and CRS name."""
         px, py = self.pixel_size
-        name = self.crs.to_string() if self.crs.to_epsg() else self.crs.to_dict().get("proj", "custom")
+        name = (
+            self.crs.to_string() if self.crs.to_epsg() else self.crs.to_dict().get("proj", "custom")
+        )
         return f"{self.width}x{self.height} px at {px:g}x{py:g} {self.crs_units}, CRS {name}"
 
     @property

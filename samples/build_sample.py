@@ -24,10 +24,19 @@ def main() -> None:
     data = source.read(source.grid.window)
     data = np.where(np.isfinite(data), data, NODATA).astype(np.float32)
     profile = {
-        "driver": "GTiff", "width": source.grid.width, "height": source.grid.height,
-        "count": source.count, "dtype": "float32", "crs": source.grid.crs,
-        "transform": source.grid.transform, "nodata": NODATA, "tiled": True,
-        "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE", "predictor": 3,
+        "driver": "GTiff",
+        "width": source.grid.width,
+        "height": source.grid.height,
+        "count": source.count,
+        "dtype": "float32",
+        "crs": source.grid.crs,
+        "transform": source.grid.transform,
+        "nodata": NODATA,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "DEFLATE",
+        "predictor": 3,
     }
     path = Path("samples/nc_landsat7_2000.tif")
     with rasterio.open(path, "w", **profile) as dst:

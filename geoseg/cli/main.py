@@ -39,7 +39,9 @@ T = TypeVar("T")
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)],
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
         force=True,
     )
     for noisy in ("rasterio", "distributed", "fiona", "pyogrio", "rio_cogeo"):
@@ -69,10 +71,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings only, no progress.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Warnings only, no progress.")
+    ] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True,
-                           help="Show geoseg, GDAL, PROJ, GEOS and torch versions.")
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Show geoseg, GDAL, PROJ, GEOS and torch versions.",
+        ),
     ] = False,
 ) -> None:
     """geoseg: land-cover, crop and weed maps from large rasters."""
@@ -137,7 +146,8 @@ def catalog_list(
             f"  {name}\n    bands: {', '.join(source.band_names)} ({source.units})\n"
             f"    labels: {labels}\n    files present: {present}/{len(source.paths)}\n"
             f"    licence: {source.licence}",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -172,14 +182,21 @@ def train_command(
 
     def action() -> Any:
         step = TrainStep(
-            source=source, labels=labels, output=str(output), epochs=epochs, seed=seed,
-            device=device, bands=bands.split(",") if bands else None,
+            source=source,
+            labels=labels,
+            output=str(output),
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            bands=bands.split(",") if bands else None,
         )
         return train(step, Catalog.load(catalog), output.resolve(), overwrite, _progress())
 
     result = _guarded(action)
-    out.print(f"wrote {result.bundle}; validation mIoU "
-              f"{result.meta.metrics['validation']['miou']}", highlight=False)
+    out.print(
+        f"wrote {result.bundle}; validation mIoU {result.meta.metrics['validation']['miou']}",
+        highlight=False,
+    )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,13 @@ class Scores:
             "overall_accuracy": self.overall_accuracy,
             "per_class": {
                 names.get(c.code, str(c.code)): {
-                    "code": c.code, "iou": c.iou, "precision": c.precision, "recall": c.recall,
-                    "f1": c.f1, "support_px": c.support, "predicted_px": c.predicted,
+                    "code": c.code,
+                    "iou": c.iou,
+                    "precision": c.precision,
+                    "recall": c.recall,
+                    "f1": c.f1,
+                    "support_px": c.support,
+                    "predicted_px": c.predicted,
                 }
                 for c in self.classes
             },
@@ -96,6 +101,9 @@ def scores(matrix: NDArray[np.int64], codes: Sequence[int]) -> Scores:
     miou = float(np.mean(present)) if present else None
     total = int(support.sum())
     return Scores(
-        tuple(int(c) for c in codes), matrix, tuple(per_class), miou,
+        tuple(int(c) for c in codes),
+        matrix,
+        tuple(per_class),
+        miou,
         _ratio(int(correct.sum()), total),
     )

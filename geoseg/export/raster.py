@@ -7,6 +7,7 @@ BigTIFF is decided explicitly from the uncompressed size.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -86,17 +87,21 @@ def assemble_cog(
             cog_profile["BIGTIFF"] = bigtiff
             if dtype == "float32":
                 cog_profile["predictor"] = 3
-            cog_translate(
-                stage,
-                tmp,
-                cog_profile,
-                nodata=nodata,
-                overview_resampling=overview_resampling,
-                colormap=dict(colormap) if colormap else None,
-                forward_band_tags=True,
-                in_memory=False,
-                quiet=True,
-            )
+            with warnings.catch_warnings():
+                # rio-cogeo announces the palette it sets, and uses Affine '*' internally.
+                warnings.filterwarnings("ignore", "Dataset color interpretation", UserWarning)
+                warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+                cog_translate(
+                    stage,
+                    tmp,
+                    cog_profile,
+                    nodata=nodata,
+                    overview_resampling=overview_resampling,
+                    colormap=dict(colormap) if colormap else None,
+                    forward_band_tags=True,
+                    in_memory=False,
+                    quiet=True,
+                )
         finally:
             if stage.exists():
                 stage.unlink()

@@ -50,22 +50,36 @@ def raster_qml(classes: Sequence[ClassStyle]) -> bytes:
 def vector_qml(classes: Sequence[ClassStyle], attribute: str = "class_id") -> bytes:
     """A categorised fill renderer on ``attribute`` with the class colours."""
     renderer = ET.Element(
-        "renderer-v2", type="categorizedSymbol", attr=attribute, symbollevels="0",
-        enableorderby="0", forceraster="0",
+        "renderer-v2",
+        type="categorizedSymbol",
+        attr=attribute,
+        symbollevels="0",
+        enableorderby="0",
+        forceraster="0",
     )
     categories = ET.SubElement(renderer, "categories")
     symbols = ET.SubElement(renderer, "symbols")
     for index, c in enumerate(classes):
         ET.SubElement(
-            categories, "category", value=str(c.code), symbol=str(index), label=c.name,
+            categories,
+            "category",
+            value=str(c.code),
+            symbol=str(index),
+            label=c.name,
             render="true",
         )
         symbol = ET.SubElement(
-            symbols, "symbol", type="fill", name=str(index), alpha="1", clip_to_extent="1",
+            symbols,
+            "symbol",
+            type="fill",
+            name=str(index),
+            alpha="1",
+            clip_to_extent="1",
             force_rhr="0",
         )
-        layer = ET.SubElement(symbol, "layer", {"class": "SimpleFill"}, enabled="1", locked="0",
-                              **{"pass": "0"})
+        layer = ET.SubElement(
+            symbol, "layer", {"class": "SimpleFill"}, enabled="1", locked="0", **{"pass": "0"}
+        )
         options = ET.SubElement(layer, "Option", type="Map")
         r, g, b = c.rgb
         for name, value in (

@@ -21,7 +21,10 @@ SUFFIX: dict[str, str] = {"gpkg": ".gpkg", "geojson": ".geojson", "parquet": ".p
 
 
 def write_gpkg(
-    batches: Iterable[gpd.GeoDataFrame], path: Path, layer: str, empty: gpd.GeoDataFrame,
+    batches: Iterable[gpd.GeoDataFrame],
+    path: Path,
+    layer: str,
+    empty: gpd.GeoDataFrame,
     overwrite: bool = False,
 ) -> int:
     """Stream ``batches`` into a new GeoPackage layer; returns the feature count.
@@ -33,7 +36,12 @@ def write_gpkg(
     with atomic_path(path, overwrite) as tmp:
         for batch in batches:
             pyogrio.write_dataframe(
-                batch, tmp, layer=layer, driver="GPKG", append=count > 0, promote_to_multi=False,
+                batch,
+                tmp,
+                layer=layer,
+                driver="GPKG",
+                append=count > 0,
+                promote_to_multi=False,
                 geometry_type="Polygon" if count == 0 else None,
             )
             count += len(batch)

@@ -45,9 +45,11 @@ def _read_band(
     with open_raster(path) as ds:
         try:
             values = ds.read(band, window=window.to_rasterio())
-            valid = values != nodata if nodata is not None else ds.read_masks(
-                band, window=window.to_rasterio()
-            ) > 0
+            valid = (
+                values != nodata
+                if nodata is not None
+                else ds.read_masks(band, window=window.to_rasterio()) > 0
+            )
         except RasterioError as exc:
             raise RasterReadError(
                 f"reading {path} band {band}, window {window} failed: {exc}. The file may be "
@@ -122,7 +124,7 @@ class RasterSource:
         return replace(self, ref=ref, dtypes=tuple(self.dtypes[i] for i in order))
 
     def read(self, window: Window) -> NDArray[np.float32]:
-        """Read ``window`` (may reach outside the image) as float32 ``(band, y, x)``, NaN = nodata."""
+        """Read ``window`` (may reach outside the image): float32 ``(band, y, x)``, NaN = nodata."""
         out = np.full((self.count, window.height, window.width), np.nan, dtype=np.float32)
         inside = window.intersection(self.grid.window)
         if inside is None:
@@ -172,7 +174,11 @@ class RasterSource:
             dims=("band", "y", "x"),
             coords=coords,
             name=self.name,
-            attrs={"crs": self.grid.crs.to_wkt(), "transform": tuple(t)[:6], "units": self.ref.units},
+            attrs={
+                "crs": self.grid.crs.to_wkt(),
+                "transform": tuple(t)[:6],
+                "units": self.ref.units,
+            },
         )
 
 
@@ -199,7 +205,9 @@ class _LazySource:
         row0, row1, _ = rows.indices(self.source.grid.height)
         col0, col1, _ = cols.indices(self.source.grid.width)
         if row1 <= row0 or col1 <= col0:
-            return np.empty((self.source.count, max(row1 - row0, 0), max(col1 - col0, 0)), np.float32)
+            return np.empty(
+                (self.source.count, max(row1 - row0, 0), max(col1 - col0, 0)), np.float32
+            )
         return self.source.read(Window(row0, col0, row1 - row0, col1 - col0))[bands]
 
 
@@ -230,7 +238,7 @@ class LabelLayer:
                 if 0 <= src <= 255:
                     table[src] = dst
             lookup = tuple(table)
-        return cls(ref, grid, lookup)
+        return cls(ref, label_grid, lookup)
 
     def read(self, window: Window) -> NDArray[np.uint8]:
         """Class codes for ``window`` (outside the image and nodata are 0)."""
@@ -248,7 +256,9 @@ class LabelLayer:
 
 def open_labels(source: RasterSource, name: str | None = None) -> LabelLayer:
     """Open the source's label layer ``name`` on the source grid."""
-    return LabelLayer.open(source.ref.label(name), source.grid, source.name, source.ref.bands[0].path)
+    return LabelLayer.open(
+        source.ref.label(name), source.grid, source.name, source.ref.bands[0].path
+    )
 
 
 __all__ = ["BandRef", "LabelLayer", "RasterSource", "open_labels"]

@@ -38,7 +38,7 @@ class ClassInfo(ClosedModel):
 
 
 class BandStats(ClosedModel):
-    """One input band: name and the normalisation ``(x - mean) / std`` applied before the network."""
+    """One input band: its name and the normalisation ``(x - mean) / std`` it gets."""
 
     name: str
     mean: float

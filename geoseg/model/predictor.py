@@ -40,7 +40,7 @@ class Predictor:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def predict_tiles(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Softmax probabilities ``(n, classes, T, T)`` for normalised tiles ``(n, bands, T, T)``."""
+        """Softmax probabilities ``(n, classes, T, T)`` of normalised tiles ``(n, bands, T, T)``."""
         tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         with torch.inference_mode():
             if self.device.type == "cuda":

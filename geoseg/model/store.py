@@ -28,7 +28,7 @@ def save_bundle(
     card: str,
     overwrite: bool = False,
 ) -> BundleMeta:
-    """Write ``path`` (a ``.geoseg`` folder) atomically: built beside it, then renamed into place."""
+    """Write the ``.geoseg`` folder ``path`` atomically: built beside it, then renamed."""
     if path.exists() and not overwrite:
         raise OutputExistsError(f"model bundle {path} exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,8 +37,10 @@ def save_bundle(
         meta_path, weights_path = bundle_paths(tmp)
         dtype = torch.float16 if meta.weights_dtype == "float16" else torch.float32
         torch.save(
-            {k: v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu()
-             for k, v in state.items()},
+            {
+                k: v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu()
+                for k, v in state.items()
+            },
             weights_path,
         )
         meta = meta.model_copy(
@@ -67,8 +69,9 @@ def load_network(path: Path, device: torch.device) -> tuple[BundleMeta, torch.nn
     network = build_network(meta.network, len(meta.bands), len(meta.classes))
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        network.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                 for k, v in state.items()})
+        network.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
     except (RuntimeError, OSError, KeyError) as exc:
         raise BundleError(f"cannot load weights {weights_path}: {exc}") from exc
     return meta, network.to(device).eval()
@@ -76,4 +79,6 @@ def load_network(path: Path, device: torch.device) -> tuple[BundleMeta, torch.nn
 
 def describe_card(meta: BundleMeta) -> str:
     """A machine-written summary appended to model cards: the metadata as JSON."""
-    return "```json\n" + json.dumps(meta.model_dump(exclude={"weights_sha256"}), indent=2) + "\n```\n"
+    return (
+        "```json\n" + json.dumps(meta.model_dump(exclude={"weights_sha256"}), indent=2) + "\n```\n"
+    )

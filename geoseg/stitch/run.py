@@ -101,12 +101,26 @@ def assemble_outputs(
     chunks = plan.chunks()
     grid = job.source.grid
     assemble_cog(
-        [(c.core, job.part_paths(c)[0]) for c in chunks], grid, class_path, "uint8",
-        CLASS_NODATA, "mode", colormap, "class code (0 = nodata)", overwrite,
+        [(c.core, job.part_paths(c)[0]) for c in chunks],
+        grid,
+        class_path,
+        "uint8",
+        CLASS_NODATA,
+        "mode",
+        colormap,
+        "class code (0 = nodata)",
+        overwrite,
     )
     assemble_cog(
-        [(c.core, job.part_paths(c)[1]) for c in chunks], grid, confidence_path, "float32",
-        CONFIDENCE_NODATA, "average", None, "top-class probability", overwrite,
+        [(c.core, job.part_paths(c)[1]) for c in chunks],
+        grid,
+        confidence_path,
+        "float32",
+        CONFIDENCE_NODATA,
+        "average",
+        None,
+        "top-class probability",
+        overwrite,
     )
 
 

@@ -62,8 +62,10 @@ class TileGrid:
     def taper(self) -> NDArray[np.float32]:
         """Blending weights of one tile, ``(size, size)``, positive everywhere."""
         t = np.arange(self.size, dtype=np.float64) + 0.5
-        ramp = np.ones(self.size) if self.overlap == 0 else np.minimum(
-            1.0, np.minimum(t, self.size - t) / self.overlap
+        ramp = (
+            np.ones(self.size)
+            if self.overlap == 0
+            else np.minimum(1.0, np.minimum(t, self.size - t) / self.overlap)
         )
         return np.outer(ramp, ramp).astype(np.float32)
 

@@ -8,7 +8,9 @@ from geoseg.model.bundle import BundleMeta
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else ("absent" if value is None else str(value))
+    return (
+        f"{value:.3f}" if isinstance(value, float) else ("absent" if value is None else str(value))
+    )
 
 
 def model_card(meta: BundleMeta, notes: str = "") -> str:

@@ -35,7 +35,9 @@ def spatial_split(
     rows = range(0, labels.shape[0], block_size)
     cols = range(0, labels.shape[1], block_size)
     candidates = [
-        (r, c) for r in rows for c in cols
+        (r, c)
+        for r in rows
+        for c in cols
         if labelled[r : r + block_size, c : c + block_size].mean() > 0.25
     ]
     if len(candidates) < 2:
@@ -50,7 +52,9 @@ def spatial_split(
     for r, c in chosen:
         validation_blocks[r : r + block_size, c : c + block_size] = True
     grown = (
-        ndimage.binary_dilation(validation_blocks, iterations=buffer) if buffer else validation_blocks
+        ndimage.binary_dilation(validation_blocks, iterations=buffer)
+        if buffer
+        else validation_blocks
     )
     train = labelled & ~grown
     if not train.any():

@@ -19,6 +19,7 @@ import torch
 from numpy.typing import NDArray
 
 from geoseg.catalog import Catalog
+from geoseg.classes import class_info
 from geoseg.errors import TrainingError
 from geoseg.evaluate.metrics import Scores, confusion_matrix, scores
 from geoseg.executor import progress_bar
@@ -34,7 +35,6 @@ from geoseg.tiling.grid import TileGrid
 from geoseg.train.card import model_card
 from geoseg.train.chips import augment, cut, sample_chip_windows
 from geoseg.train.holdout import Split, spatial_split
-from geoseg.classes import class_info
 from geoseg.workflow.schema import TrainStep
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,12 @@ def _class_weights(target: NDArray[np.int64], k: int, how: str) -> NDArray[np.fl
 
 
 def _validate(
-    network: torch.nn.Module, device: torch.device, image: NDArray[np.float32],
-    spec: InferenceSpec, codes: NDArray[np.uint8], split: Split,
+    network: torch.nn.Module,
+    device: torch.device,
+    image: NDArray[np.float32],
+    spec: InferenceSpec,
+    codes: NDArray[np.uint8],
+    split: Split,
 ) -> Scores:
     network.eval()
     prediction = predict_in_memory(image, Predictor(network, device), spec).classes
@@ -82,7 +86,10 @@ def _validate(
 
 
 def train(
-    step: TrainStep, catalog: Catalog, output: Path, overwrite: bool = False,
+    step: TrainStep,
+    catalog: Catalog,
+    output: Path,
+    overwrite: bool = False,
     show_progress: bool = True,
 ) -> TrainResult:
     """Train a network as ``step`` says and write its bundle to ``output``."""
@@ -112,15 +119,21 @@ def train(
     lookup[class_codes] = np.arange(len(class_codes))
     index = lookup[codes]
     split = spatial_split(
-        np.where(index >= 0, codes, 0), step.validation.block_size, step.validation.fraction,
-        step.validation.buffer, step.seed,
+        np.where(index >= 0, codes, 0),
+        step.validation.block_size,
+        step.validation.fraction,
+        step.validation.buffer,
+        step.seed,
     )
     target = np.where(split.train, index, -1)
 
     mean = np.array([float(np.mean(b[valid])) for b in image])
     std = np.array([max(float(np.std(b[valid])), 1e-6) for b in image])
     spec = InferenceSpec(
-        TileGrid(step.chip_size, step.overlap), step.batch_size, tuple(mean), tuple(std),
+        TileGrid(step.chip_size, step.overlap),
+        step.batch_size,
+        tuple(mean),
+        tuple(std),
         tuple(class_codes),
     )
     normalised = spec.normalise(image)
@@ -167,8 +180,11 @@ def train(
             progress.remove_task(batches)
             result = _validate(network, device, image, spec, codes, split)
             record = EpochRecord(
-                epoch, float(np.mean(losses)), result.miou,
-                {names[c.code]: c.iou for c in result.classes}, time.perf_counter() - start,
+                epoch,
+                float(np.mean(losses)),
+                result.miou,
+                {names[c.code]: c.iou for c in result.classes},
+                time.perf_counter() - start,
             )
             history.append(record)
             log.info("epoch %d loss %.4f val mIoU %s", epoch, record.loss, record.miou)
@@ -185,21 +201,31 @@ def train(
     meta = BundleMeta(
         name=step.name or output.stem,
         network=step.network,
-        bands=[BandStats(name=n, mean=m, std=s)
-               for n, m, s in zip(source.band_names, mean, std, strict=True)],
+        bands=[
+            BandStats(name=n, mean=m, std=s)
+            for n, m, s in zip(source.band_names, mean, std, strict=True)
+        ],
         units=source.ref.units,
         pixel_size=source.grid.pixel_size[0],
         crs_units=source.grid.crs_units,
         classes=[ClassInfo(code=c, name=names[c], color=class_info(c).color) for c in class_codes],
         tile_size=step.chip_size,
         overlap=step.overlap,
-        training_data=[DataProvenance(
-            source=source.name, description=source.ref.description, licence=source.ref.licence,
-            labels=labels.ref.name, labels_licence=labels.ref.licence,
-        )],
+        training_data=[
+            DataProvenance(
+                source=source.name,
+                description=source.ref.description,
+                licence=source.ref.licence,
+                labels=labels.ref.name,
+                labels_licence=labels.ref.licence,
+            )
+        ],
         training=_training_summary(step, split, target, class_codes, names, best_epoch),
-        metrics={"validation": best_scores.as_dict(names), "best_epoch": best_epoch,
-                 "history": [vars(r) for r in history]},
+        metrics={
+            "validation": best_scores.as_dict(names),
+            "best_epoch": best_epoch,
+            "history": [vars(r) for r in history],
+        },
         weights_dtype="float16",
     )
     meta = save_bundle(meta, best_state, output, model_card(meta, step.card), overwrite)
@@ -207,8 +233,12 @@ def train(
 
 
 def _training_summary(
-    step: TrainStep, split: Split, target: NDArray[np.int64], class_codes: list[int],
-    names: dict[int, str], best_epoch: int,
+    step: TrainStep,
+    split: Split,
+    target: NDArray[np.int64],
+    class_codes: list[int],
+    names: dict[int, str],
+    best_epoch: int,
 ) -> dict[str, Any]:
     counts = np.bincount(target[target >= 0], minlength=len(class_codes))
     return {

@@ -7,6 +7,7 @@ pieces of a region that crosses a seam share identical vertices and union exactl
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import numpy as np
 import shapely
 from affine import Affine
 from numpy.typing import NDArray
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
@@ -62,8 +64,16 @@ def chunk_pieces(
     core = chunk.core
     offset = Affine.translation(core.col, core.row)
     polygons: dict[int, list[BaseGeometry]] = {}
-    for geojson, value in shapes(regions, mask=regions > 0, connectivity=4, transform=offset):
-        polygons.setdefault(int(value), []).append(to_map(shape(geojson), transform))
+    with warnings.catch_warnings():  # the top-left chunk's pixel offset is the identity
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        traced = list(shapes(regions, mask=regions > 0, connectivity=4, transform=offset))
+    for geojson, value in traced:
+        geometry = shape(geojson)
+        if simplify_tolerance > 0:
+            # A vertex at every pixel corner: neighbours then share identical vertices along their
+            # common edges, which coverage simplification requires (a valid coverage).
+            geometry = shapely.segmentize(geometry, 1.0)
+        polygons.setdefault(int(value), []).append(to_map(geometry, transform))
     if not polygons:
         return []
     ids = np.fromiter(polygons, dtype=np.int64)
@@ -72,18 +82,16 @@ def chunk_pieces(
     size = int(ids.max()) + 1
     sums = np.bincount(flat, weights=conf, minlength=size)
     pixels = np.bincount(flat, minlength=size)
-    geoms = {rid: shapely.union_all(parts) if len(parts) > 1 else parts[0]
-             for rid, parts in polygons.items()}
+    geoms = {
+        rid: shapely.union_all(parts) if len(parts) > 1 else parts[0]
+        for rid, parts in polygons.items()
+    }
     if simplify_tolerance > 0:
         geoms = simplify_coverage(geoms, simplify_tolerance)
-    return [
-        Piece(int(rid), geoms[int(rid)], float(sums[rid]), int(pixels[rid])) for rid in ids
-    ]
+    return [Piece(int(rid), geoms[int(rid)], float(sums[rid]), int(pixels[rid])) for rid in ids]
 
 
-def simplify_coverage(
-    geoms: dict[int, BaseGeometry], tolerance: float
-) -> dict[int, BaseGeometry]:
+def simplify_coverage(geoms: dict[int, BaseGeometry], tolerance: float) -> dict[int, BaseGeometry]:
     """Simplify a chunk's polygons as one coverage with its outer boundary held fixed.
 
     Neighbours keep sharing their edges, and the chunk's edges stay exact, so pieces of regions
@@ -93,8 +101,10 @@ def simplify_coverage(
     simplified = shapely.coverage_simplify(
         np.array([geoms[k] for k in keys], dtype=object), tolerance, simplify_boundary=False
     )
-    return {k: shapely.make_valid(g) if not g.is_valid else g
-            for k, g in zip(keys, simplified, strict=True)}
+    return {
+        k: shapely.make_valid(g) if not g.is_valid else g
+        for k, g in zip(keys, simplified, strict=True)
+    }
 
 
 def merge_pieces(pieces: Iterable[Piece]) -> dict[int, Piece]:

@@ -1,5 +1,6 @@
-"""The global step between the two chunk passes: join components across seams, apply the minimum
-mapping unit, and number the final regions.
+"""The global step between the two chunk passes.
+
+It joins components across seams, applies the minimum mapping unit, and numbers the regions.
 
 Everything here works on per-component numbers (class, count, anchor, adjacency), never on pixels,
 so its memory grows with the number of components, not with the scene's size.
@@ -71,8 +72,11 @@ def _group(ids: NDArray[np.int64], values: NDArray[np.int64], how: str) -> NDArr
 def build_regions(
     plan: ChunkPlan, parts: Sequence[ChunkComponents], min_pixels: int = 0
 ) -> RegionTable:
-    """Join ``parts`` (one per chunk of ``plan``) into regions, merging components under
-    ``min_pixels`` into their largest neighbour that is not itself under it (docs/DESIGN.md §4)."""
+    """Join ``parts`` (one per chunk of ``plan``) into regions.
+
+    Components under ``min_pixels`` merge into their largest neighbour that is not itself under
+    it (docs/DESIGN.md §4).
+    """
     by_index = {p.chunk.index: p for p in parts}
     offsets: dict[tuple[int, int], int] = {}
     total = 0

@@ -26,8 +26,15 @@ from geoseg.vector.measure import measure, pixel_area_m2
 from geoseg.vector.polygonize import Piece, chunk_pieces, merge_pieces, region_image
 from geoseg.vector.regions import RegionTable, build_regions
 
-COLUMNS = ["region_id", "class_id", "class_name", "area_m2", "perimeter_m", "mean_confidence",
-           "pixels"]
+COLUMNS = [
+    "region_id",
+    "class_id",
+    "class_name",
+    "area_m2",
+    "perimeter_m",
+    "mean_confidence",
+    "pixels",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +156,16 @@ def features(
 
 def empty_features(grid: Grid) -> gpd.GeoDataFrame:
     """A valid empty layer with the schema and the CRS."""
-    frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-        COLUMNS, ["int64", "int32", "object", "float64", "float64", "float64", "int64"],
-        strict=True)})
+    frame = pd.DataFrame(
+        {
+            c: pd.Series(dtype=t)
+            for c, t in zip(
+                COLUMNS,
+                ["int64", "int32", "object", "float64", "float64", "float64", "int64"],
+                strict=True,
+            )
+        }
+    )
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([], crs=grid.crs.to_wkt()))
 
 

@@ -26,9 +26,7 @@ def config_hash(config: BaseModel) -> str:
 
 def describe_files(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Path, size and SHA-256 of each file."""
-    return [
-        {"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in paths
-    ]
+    return [{"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in paths]
 
 
 def now() -> str:

@@ -28,7 +28,7 @@ from geoseg.model.bundle import BundleMeta, load_meta
 from geoseg.stitch.predict import InferenceSpec
 from geoseg.stitch.run import PredictJob, assemble_outputs, predict_chunks
 from geoseg.tiling.grid import ChunkPlan, TileGrid
-from geoseg.vector.vectorise import VectorSettings, VectoriseJob, empty_features, vectorise
+from geoseg.vector.vectorise import VectoriseJob, VectorSettings, empty_features, vectorise
 from geoseg.workflow.manifest import MANIFEST_NAME, config_hash, describe_files, now, write_manifest
 from geoseg.workflow.schema import PredictStep, TrainStep, Workflow, load_workflow
 
@@ -203,6 +203,15 @@ def run_train(plan: Plan, step: PlannedTrain, overwrite: bool, show_progress: bo
     return StepReport(step.index, "train", [step.output], {"validation": validation})
 
 
+def commit(staged: dict[Path, Path], overwrite: bool) -> None:
+    """Move finished files from the work folder to their final paths (renames, same volume)."""
+    for final in staged:
+        check_writable(final, overwrite)
+    for final, path in staged.items():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, final)
+
+
 def _class_styles(meta: BundleMeta) -> list[ClassStyle]:
     return [ClassStyle(c.code, c.name, c.color) for c in meta.classes]
 
@@ -227,27 +236,36 @@ def run_predict(
             f"{meta.network.divisor} for this model"
         )
     spec = InferenceSpec(
-        TileGrid(tile_size, overlap), cfg.batch_size,
-        tuple(b.mean for b in meta.bands), tuple(b.std for b in meta.bands), meta.class_codes,
+        TileGrid(tile_size, overlap),
+        cfg.batch_size,
+        tuple(b.mean for b in meta.bands),
+        tuple(b.std for b in meta.bands),
+        meta.class_codes,
     )
     executor = plan.executor
     threads = max(1, (os.cpu_count() or 1) // max(1, executor.workers))
     work = step.folder / WORK_DIR
+    shutil.rmtree(work, ignore_errors=True)  # a stale work folder from a killed run
     (step.folder / MANIFEST_NAME).unlink(missing_ok=True)
     job = PredictJob(
         source, functools.partial(predictor, step.model, cfg.device, threads), spec, work / "parts"
     )
     chunk_plan = ChunkPlan(source.grid.shape, source.chunk_shape(cfg.chunk_size))
 
+    staged = work / "staged"
+    stage = {final: staged / final.name for final in step.outputs()}
+    class_map, confidence = stage[step.class_map], stage[step.confidence]
+    styles = _class_styles(meta)
+
     clock = time.perf_counter()
     outcomes = predict_chunks(job, chunk_plan, executor, show_progress)
     timings["read_infer_blend_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    colormap = {c.code: (*ClassStyle(c.code, c.name, c.color).rgb, 255) for c in meta.classes}
-    assemble_outputs(job, chunk_plan, step.class_map, step.confidence, colormap, overwrite)
-    write_style(style_path(step.class_map), raster_qml(_class_styles(meta)))
+    colormap = {c.code: (*c.rgb, 255) for c in styles}
+    assemble_outputs(job, chunk_plan, class_map, confidence, colormap, overwrite=True)
+    extras = {style_path(step.class_map): write_style(style_path(class_map), raster_qml(styles))}
     timings["write_cog_s"] = time.perf_counter() - clock
-    for path in (step.class_map, step.confidence):
+    for path in (class_map, confidence):
         problems = validate_cog(path)
         if problems:
             log.warning("%s is not a valid COG: %s", path, problems)
@@ -266,38 +284,56 @@ def run_predict(
     if cfg.vector.enabled:
         clock = time.perf_counter()
         vjob = VectoriseJob(
-            step.class_map, step.confidence, source.grid, chunk_plan,
+            class_map,
+            confidence,
+            source.grid,
+            chunk_plan,
             VectorSettings(cfg.vector.min_area_m2, cfg.vector.simplify_m),
         )
         names = {c.code: c.name for c in meta.classes}
-        gpkg = step.vector("gpkg")
+        gpkg = stage[step.vector("gpkg")]
         figures["polygons"] = write_gpkg(
-            vectorise(vjob, names, executor, show_progress), gpkg, cfg.vector.layer,
-            empty_features(source.grid), overwrite,
+            vectorise(vjob, names, executor, show_progress),
+            gpkg,
+            cfg.vector.layer,
+            empty_features(source.grid),
+            overwrite=True,
         )
         timings["vectorise_s"] = time.perf_counter() - clock
         clock = time.perf_counter()
         for fmt in cfg.vector.formats:
             if fmt != "gpkg":
-                convert(gpkg, cfg.vector.layer, step.vector(fmt), fmt, overwrite)
-        write_style(style_path(gpkg), vector_qml(_class_styles(meta)))
+                convert(gpkg, cfg.vector.layer, stage[step.vector(fmt)], fmt, overwrite=True)
+        extras[style_path(step.vector("gpkg"))] = write_style(style_path(gpkg), vector_qml(styles))
         timings["export_s"] = time.perf_counter() - clock
+    commit(stage, overwrite)
+    commit(extras, overwrite=True)
     shutil.rmtree(work, ignore_errors=True)
-    write_manifest(step.folder, {
-        "workflow": str(plan.path),
-        "step": step.index,
-        "kind": "predict",
-        "config_sha256": config_hash(cfg),
-        "config": cfg.model_dump(mode="json"),
-        "source": source.name,
-        "inputs": describe_files(source.ref.paths),
-        "model": {"path": str(step.model), "name": meta.name,
-                  "weights_sha256": meta.weights_sha256},
-        "grid": {"width": source.grid.width, "height": source.grid.height,
-                 "crs": source.grid.crs.to_wkt(), "transform": list(source.grid.transform)[:6]},
-        "outputs": describe_files(p for p in step.outputs()),
-        "figures": figures,
-        "timings": timings,
-        "started": started,
-    })
+    write_manifest(
+        step.folder,
+        {
+            "workflow": str(plan.path),
+            "step": step.index,
+            "kind": "predict",
+            "config_sha256": config_hash(cfg),
+            "config": cfg.model_dump(mode="json"),
+            "source": source.name,
+            "inputs": describe_files(source.ref.paths),
+            "model": {
+                "path": str(step.model),
+                "name": meta.name,
+                "weights_sha256": meta.weights_sha256,
+            },
+            "grid": {
+                "width": source.grid.width,
+                "height": source.grid.height,
+                "crs": source.grid.crs.to_wkt(),
+                "transform": list(source.grid.transform)[:6],
+            },
+            "outputs": describe_files(step.outputs()),
+            "figures": figures,
+            "timings": timings,
+            "started": started,
+        },
+    )
     return StepReport(step.index, "predict", step.outputs(), figures)

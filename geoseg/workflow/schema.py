@@ -105,7 +105,9 @@ class Step(ClosedModel):
     def _exactly_one(self) -> Step:
         given = [k for k in ("train", "predict") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"a step has exactly one of 'train' or 'predict', got {given or 'none'}")
+            raise ValueError(
+                f"a step has exactly one of 'train' or 'predict', got {given or 'none'}"
+            )
         return self
 
     @property

@@ -1,0 +1,250 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import rasterio.features
+import shapely
+from affine import Affine
+from shapely.geometry import shape
+
+from geoseg.executor import ExecutorSpec
+from geoseg.tiling.grid import ChunkPlan
+from geoseg.types import Grid
+from geoseg.vector.components import chunk_components
+from geoseg.vector.regions import build_regions
+from geoseg.vector.vectorise import (
+    VectoriseJob,
+    VectorSettings,
+    find_regions,
+    sieved_window,
+    vectorise,
+)
+
+SERIAL = ExecutorSpec("threads", 1)
+TRANSFORM = Affine(10, 0, 500000, 0, -10, 5800000)
+
+
+def regions_of(classes: np.ndarray, chunk: tuple[int, int], min_pixels: int = 0):
+    plan = ChunkPlan(classes.shape, chunk)
+    parts = [chunk_components(classes[c.core.slices], c, classes.shape[1]) for c in plan.chunks()]
+    return plan, build_regions(plan, parts, min_pixels)
+
+
+def sieved(classes: np.ndarray, chunk: tuple[int, int], min_pixels: int) -> np.ndarray:
+    plan, table = regions_of(classes, chunk, min_pixels)
+    out = np.zeros_like(classes)
+    from geoseg.vector.polygonize import region_image
+
+    for c in plan.chunks():
+        out[c.core.slices] = table.classes[
+            region_image(classes[c.core.slices], table.local_to_region[c.index])
+        ]
+    return out
+
+
+def test_components_join_across_seams_like_a_whole_scene_labelling() -> None:
+    classes = np.array(
+        [
+            [1, 1, 2, 2, 2],
+            [1, 0, 0, 0, 2],
+            [1, 1, 1, 2, 2],
+            [3, 3, 1, 2, 1],
+        ],
+        dtype=np.uint8,
+    )
+    for chunk in [(4, 5), (2, 2), (1, 1), (3, 2)]:
+        _, table = regions_of(classes, chunk)
+        # 1 (U-shape), 2 (ring right side), 3, and the lone 1 at bottom-right: 4 regions
+        assert table.size == 4, chunk
+        assert table.classes[1:].tolist() == [1, 2, 3, 1]  # ordered by first pixel
+        assert table.counts[1:].tolist() == [7, 7, 2, 1]
+
+
+def test_minimum_mapping_unit_merges_into_the_largest_non_small_neighbour() -> None:
+    classes = np.array(
+        [
+            [1, 1, 1, 2, 2],
+            [1, 3, 1, 2, 2],
+            [1, 1, 4, 2, 2],
+            [5, 5, 5, 5, 5],
+        ],
+        dtype=np.uint8,
+    )
+    # sizes: class1 = 7, class2 = 6, class3 = 1, class4 = 1, class5 = 5; MMU = 2 pixels.
+    # 3 touches only class 1 -> 1. 4 touches 1 (7), 2 (6) and 5 (5): the largest is 1.
+    expected = classes.copy()
+    expected[1, 1] = 1
+    expected[2, 2] = 1
+    for chunk in [(4, 5), (2, 3), (1, 2)]:
+        np.testing.assert_array_equal(sieved(classes, chunk, 2), expected)
+
+
+def test_small_components_without_a_large_neighbour_keep_their_class() -> None:
+    classes = np.zeros((5, 5), np.uint8)
+    classes[2, 2] = 3  # an island in nodata
+    classes[0, 0], classes[0, 1] = 1, 2  # two small neighbours only
+    np.testing.assert_array_equal(sieved(classes, (2, 2), 5), classes)
+
+
+def test_ties_between_equal_neighbours_go_to_the_first_in_raster_order() -> None:
+    classes = np.array([[1, 1, 1], [2, 9, 3], [2, 2, 3]], dtype=np.uint8)
+    classes[2, 2] = 3  # class 1: 3 px, class 2: 3 px, class 3: 2 px
+    out = sieved(classes, (1, 1), 2)
+    assert out[1, 1] == 1  # 1 and 2 both have 3 px; class 1's first pixel comes first
+
+
+def write_classmap(
+    tmp_path: Path, classes: np.ndarray, crs: str = "EPSG:32633", transform: Affine = TRANSFORM
+) -> tuple[Path, Grid]:
+    path = tmp_path / "classes.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        height=classes.shape[0],
+        width=classes.shape[1],
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        nodata=0,
+    ) as dst:
+        dst.write(classes, 1)
+    return path, Grid(classes.shape[0], classes.shape[1], transform, crs)
+
+
+def blobby(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """A class map with large and tiny regions, holes, and a nodata patch."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(1, 5, size=(shape[0] // 6 + 1, shape[1] // 6 + 1))
+    classes = np.kron(coarse, np.ones((6, 6), dtype=np.int64))[: shape[0], : shape[1]]
+    speckle = rng.random(shape) < 0.05
+    classes[speckle] = rng.integers(1, 5, size=speckle.sum())
+    classes[10:20, 30:45] = 0
+    return classes.astype(np.uint8)
+
+
+@pytest.mark.parametrize("min_pixels", [0, 4])
+def test_polygons_equal_whole_scene_polygonize_for_any_chunking(
+    tmp_path: Path, min_pixels: int
+) -> None:
+    classes = blobby((90, 110), seed=4)
+    path, grid = write_classmap(tmp_path, classes)
+    settings = VectorSettings(min_area_m2=min_pixels * 100.0)
+    whole = ChunkPlan(classes.shape, classes.shape)
+    job = VectoriseJob(path, None, grid, whole, settings)
+    table = find_regions(job, SERIAL, progress=False)
+    reference_map = sieved_window(job, table, whole.chunks()[0])
+    reference = [
+        (shape(g), int(v))
+        for g, v in rasterio.features.shapes(
+            reference_map, mask=reference_map > 0, connectivity=4, transform=TRANSFORM
+        )
+    ]
+    ref_area = pd.Series([g.area for g, _ in reference]).groupby([v for _, v in reference]).sum()
+    layers = []
+    for chunk in [(90, 110), (32, 32), (13, 29)]:
+        job = VectoriseJob(path, None, grid, ChunkPlan(classes.shape, chunk), settings)
+        layer = pd.concat(list(vectorise(job, {1: "a"}, ExecutorSpec("threads", 2), False)))
+        layer = layer.sort_values("region_id").reset_index(drop=True)
+        assert len(layer) == len(reference), chunk
+        assert layer.is_valid.all() and set(layer.geom_type) == {"Polygon"}
+        area = layer.groupby("class_id").area_m2.sum()
+        pd.testing.assert_series_equal(area, ref_area, check_names=False, check_index_type=False)
+        np.testing.assert_array_equal(layer.pixels * 100.0, layer.area_m2)
+        burned = rasterio.features.rasterize(
+            zip(layer.geometry, layer.class_id, strict=True),
+            out_shape=classes.shape,
+            transform=TRANSFORM,
+            dtype="uint8",
+        )
+        np.testing.assert_array_equal(burned, reference_map)
+        layers.append(layer)
+    for other in layers[1:]:
+        assert shapely.equals(other.geometry.values, layers[0].geometry.values).all()
+        np.testing.assert_array_equal(other.class_id, layers[0].class_id)
+    if min_pixels:
+        assert layers[0].pixels.min() >= min_pixels or (
+            layers[0].pixels < min_pixels
+        ).sum() < 0.05 * len(layers[0])
+
+
+def test_attributes_and_mean_confidence(tmp_path: Path) -> None:
+    classes = np.array([[1, 1, 2], [1, 1, 2]], dtype=np.uint8)
+    path, grid = write_classmap(tmp_path, classes)
+    conf_path = tmp_path / "conf.tif"
+    conf = np.array([[0.5, 0.7, 0.9], [0.6, 0.6, 0.8]], dtype=np.float32)
+    with rasterio.open(
+        conf_path,
+        "w",
+        driver="GTiff",
+        height=2,
+        width=3,
+        count=1,
+        dtype="float32",
+        crs=grid.crs,
+        transform=TRANSFORM,
+    ) as dst:
+        dst.write(conf, 1)
+    job = VectoriseJob(path, conf_path, grid, ChunkPlan((2, 3), (1, 2)), VectorSettings())
+    layer = pd.concat(list(vectorise(job, {1: "water", 2: "tree"}, SERIAL, False)))
+    layer = layer.sort_values("region_id")
+    assert layer.class_name.tolist() == ["water", "tree"]
+    np.testing.assert_allclose(layer.area_m2, [400.0, 200.0])
+    np.testing.assert_allclose(layer.perimeter_m, [80.0, 60.0])
+    np.testing.assert_allclose(layer.mean_confidence, [0.6, 0.85], rtol=1e-6)
+
+
+def test_areas_are_in_metres_for_a_feet_crs(tmp_path: Path) -> None:
+    classes = np.ones((2, 2), dtype=np.uint8)
+    feet = Affine(10, 0, 2000000, 0, -10, 700000)
+    path, grid = write_classmap(tmp_path, classes, crs="EPSG:2264", transform=feet)  # NC, US ft
+    job = VectoriseJob(path, None, grid, ChunkPlan((2, 2), (2, 2)), VectorSettings())
+    layer = pd.concat(list(vectorise(job, {}, SERIAL, False)))
+    assert layer.area_m2.iloc[0] == pytest.approx(400 * 0.3048006096**2, rel=1e-6)
+
+
+def test_simplification_keeps_a_valid_coverage_with_shared_edges(tmp_path: Path) -> None:
+    classes = blobby((60, 80), seed=2)
+    path, grid = write_classmap(tmp_path, classes)
+    job = VectoriseJob(
+        path,
+        None,
+        grid,
+        ChunkPlan(classes.shape, (25, 30)),
+        VectorSettings(min_area_m2=400, simplify_m=15),
+    )
+    layer = pd.concat(list(vectorise(job, {}, SERIAL, False)))
+    exact = pd.concat(
+        list(
+            vectorise(
+                VectoriseJob(
+                    path,
+                    None,
+                    grid,
+                    ChunkPlan(classes.shape, (25, 30)),
+                    VectorSettings(min_area_m2=400),
+                ),
+                {},
+                SERIAL,
+                False,
+            )
+        )
+    )
+    assert layer.is_valid.all() and len(layer) == len(exact)
+    # simplification starts from outlines with a vertex at every pixel corner (10 m here)
+    dense = shapely.segmentize(exact.geometry.values, 10.0)
+    simplified = shapely.get_num_coordinates(layer.geometry.values).sum()
+    assert simplified < 0.8 * shapely.get_num_coordinates(dense).sum()
+    assert shapely.coverage_is_valid(layer.geometry.values), "no gaps or overlaps between polygons"
+    assert layer.area_m2.sum() == pytest.approx(exact.area_m2.sum(), rel=1e-9)
+
+
+def test_all_nodata_class_map_gives_no_polygons(tmp_path: Path) -> None:
+    path, grid = write_classmap(tmp_path, np.zeros((20, 20), np.uint8))
+    job = VectoriseJob(path, None, grid, ChunkPlan((20, 20), (8, 8)), VectorSettings())
+    assert list(vectorise(job, {}, SERIAL, False)) == []
