@@ -55,7 +55,7 @@ def _guarded(action: Callable[[], T]) -> T:
     except GeoSegError as exc:
         if _state["verbosity"] > 0:
             err.print_exception()
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 

