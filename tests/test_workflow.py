@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import geopandas as gpd
 import pyogrio
 import pytest
 import rasterio
@@ -14,7 +15,7 @@ from geoseg.cli.main import app
 from geoseg.errors import BundleError, ConfigError, OutputExistsError
 from geoseg.export.raster import validate_cog
 from geoseg.workflow.run import plan_workflow, run_workflow
-from tests.conftest import REPO, needs_data
+from tests.conftest import NC, REPO, needs_data
 
 runner = CliRunner()
 CATALOG = REPO / "data_catalog.yaml"
@@ -110,12 +111,23 @@ def test_pixel_size_and_units_mismatch_is_refused_before_compute() -> None:
         landsat_model.check_source(s2.name, s2.band_names, s2.ref.units, s2.grid)
 
 
-@needs_data()
-def test_predict_workflow_end_to_end(tmp_path: Path, tiny_bundle: Path) -> None:
+@pytest.fixture(scope="module")
+def predicted(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path
+) -> tuple[Path, Path, int]:
+    """Run a predict workflow on the real NC scene once: (workflow, output folder, polygons)."""
+    if not NC.exists():
+        pytest.skip(f"real data {NC} not found (set GEOSEG_DATA)")
+    tmp_path = tmp_path_factory.mktemp("predict")
     vector = "      vector:\n        min_area_m2: 3000\n        formats: [gpkg, geojson, parquet]\n"
     path = workflow(tmp_path, predict_block(tiny_bundle, extra=vector))
     reports = run_workflow(path, show_progress=False)
-    out = tmp_path / "out"
+    return path, tmp_path / "out", int(reports[0].figures["polygons"])
+
+
+@needs_data()
+def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int]) -> None:
+    _, out, polygons = predicted
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "classes.qml",
@@ -130,7 +142,7 @@ def test_predict_workflow_end_to_end(tmp_path: Path, tiny_bundle: Path) -> None:
     assert validate_cog(out / "classes.tif") == [] and validate_cog(out / "confidence.tif") == []
     with (
         rasterio.open(out / "classes.tif") as classes,
-        rasterio.open(REPO.parent / "shared/data/nc-landsat7-landcover/lsat7_2000_10.tif") as band,
+        rasterio.open(NC / "lsat7_2000_10.tif") as band,
     ):
         assert classes.crs == band.crs and classes.transform == band.transform
         cmap = classes.read(1)
@@ -147,11 +159,15 @@ def test_predict_workflow_end_to_end(tmp_path: Path, tiny_bundle: Path) -> None:
         "pixels",
         "geometry",
     ]
-    assert len(layer) == reports[0].figures["polygons"] > 0 and layer.is_valid.all()
+    assert len(layer) == polygons > 0 and layer.is_valid.all()
     assert rasterio.crs.CRS.from_wkt(layer.crs.to_wkt()) == rasterio.crs.CRS.from_epsg(32119)
     assert (layer.area_m2 >= 3000 - 1e-6).mean() > 0.9
     geojson = pyogrio.read_dataframe(out / "landcover.geojson")
     assert geojson.crs.to_epsg() == 4326 and len(geojson) == len(layer)
+    parquet = gpd.read_parquet(out / "landcover.parquet")
+    assert len(parquet) == len(layer) and list(parquet.columns) == list(layer.columns)
+    assert "categorizedSymbol" in (out / "landcover.qml").read_text()
+    assert "paletted" in (out / "classes.qml").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["figures"]["polygons"] == len(layer)
     assert {o["path"] for o in manifest["outputs"]} == {
@@ -166,23 +182,33 @@ def test_predict_workflow_end_to_end(tmp_path: Path, tiny_bundle: Path) -> None:
     }
     assert "GDAL" in manifest["versions"] and len(manifest["inputs"]) == 5
     assert not (out / ".geoseg-work").exists()
-    if shutil.which("ogrinfo"):
-        info = subprocess.run(
-            ["ogrinfo", "-so", str(out / "landcover.gpkg"), "landcover"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        for column in ("class_id", "class_name", "area_m2", "perimeter_m", "mean_confidence"):
-            assert column in info
-        assert f"Feature Count: {len(layer)}" in info
-    if shutil.which("gdalinfo"):
-        info = subprocess.run(
-            ["gdalinfo", str(out / "classes.tif")], capture_output=True, text=True, check=True
-        ).stdout
-        assert "LAYOUT=COG" in info and "Color Table" in info
 
-    # a second run refuses to overwrite, before any compute, and changes nothing
+
+@needs_data()
+@pytest.mark.skipif(
+    not (shutil.which("ogrinfo") and shutil.which("gdalinfo")),
+    reason="GDAL command-line clients not installed (apt-get install gdal-bin; .ci/run does)",
+)
+def test_outputs_open_in_gdal_clients(predicted: tuple[Path, Path, int]) -> None:
+    _, out, polygons = predicted
+    info = subprocess.run(
+        ["ogrinfo", "-so", str(out / "landcover.gpkg"), "landcover"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for column in ("class_id", "class_name", "area_m2", "perimeter_m", "mean_confidence"):
+        assert column in info
+    assert f"Feature Count: {polygons}" in info
+    info = subprocess.run(
+        ["gdalinfo", str(out / "classes.tif")], capture_output=True, text=True, check=True
+    ).stdout
+    assert "LAYOUT=COG" in info and "Color Table" in info and "NoData Value=0" in info
+
+
+@needs_data()
+def test_existing_outputs_are_refused_without_overwrite(predicted: tuple[Path, Path, int]) -> None:
+    path, out, _ = predicted
     before = (out / "classes.tif").stat().st_mtime_ns
     with pytest.raises(OutputExistsError, match=r"classes\.tif exists; pass --overwrite"):
         run_workflow(path, show_progress=False)
