@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-import dask
+from dask.base import compute
 from dask.callbacks import Callback
+from dask.delayed import delayed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 ItemT = TypeVar("ItemT")
@@ -42,7 +43,7 @@ def progress_bar(enabled: bool) -> Progress:
     )
 
 
-class _Ticker(Callback):  # type: ignore[misc]
+class _Ticker(Callback):
     """Advances a progress task whenever one of our named tasks finishes."""
 
     def __init__(self, progress: Progress, task: Any, prefix: str) -> None:
@@ -65,17 +66,14 @@ def map_tasks(
     """``[fn(item) for item in items]`` computed on Dask; results in item order."""
     prefix = f"geoseg-{label.replace(' ', '-')}-"
     tasks = [
-        dask.delayed(fn, pure=False)(item, dask_key_name=f"{prefix}{i}")
-        for i, item in enumerate(items)
+        delayed(fn, pure=False)(item, dask_key_name=f"{prefix}{i}") for i, item in enumerate(items)
     ]
     with progress_bar(show_progress) as progress:
         task = progress.add_task(label, total=len(items))
         if executor.kind == "distributed":
             return _run_distributed(tasks, executor, progress, task)
         with _Ticker(progress, task, prefix):
-            results = dask.compute(
-                *tasks, scheduler=executor.kind, num_workers=max(1, executor.workers)
-            )
+            results = compute(*tasks, scheduler=executor.kind, num_workers=max(1, executor.workers))
     return list(results)
 
 

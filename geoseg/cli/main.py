@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -139,7 +140,7 @@ def catalog_list(
     loaded = _guarded(lambda: Catalog.load(catalog))
     out.print(f"{loaded.path}: {len(loaded.names)} source(s)", highlight=False)
     for name in loaded.names:
-        source = _guarded(lambda name=name: loaded.source(name))
+        source = _guarded(functools.partial(loaded.source, name))
         present = sum(p.exists() for p in source.paths)
         labels = ",".join(lab.name for lab in source.labels) or "-"
         out.print(

@@ -87,7 +87,8 @@ class RasterSource:
                 dtypes.append(ds.dtypes[band.band - 1])
                 if grid is None or first is None:
                     grid, first = band_grid, band.path
-                    block_shape = tuple(ds.block_shapes[band.band - 1])  # type: ignore[assignment]
+                    block_h, block_w = ds.block_shapes[band.band - 1]
+                    block_shape = (int(block_h), int(block_w))
                 elif not band_grid.same_as(grid):
                     raise GridMismatchError(
                         _grid_mismatch("band file", band.path, band_grid, first, grid)

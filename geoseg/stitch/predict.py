@@ -61,6 +61,11 @@ class WindowPrediction:
     tiles_run: int
 
 
+def valid_mask(data: NDArray[np.float32]) -> NDArray[np.bool_]:
+    """Pixels where every band of a ``(band, y, x)`` array is valid (not NaN)."""
+    return np.asarray(np.isfinite(data).all(axis=0))
+
+
 def batched(items: Sequence[Window], size: int) -> list[Sequence[Window]]:
     """Consecutive groups of ``size`` items (the last may be shorter)."""
     return [items[i : i + size] for i in range(0, len(items), size)]
@@ -117,7 +122,7 @@ def predict_window(
     tiles = spec.tiling.tiles_overlapping(core, shape)
     halo = halo_window(tiles)
     data = read(halo)
-    valid_halo = np.isfinite(data).all(axis=0)
+    valid_halo = valid_mask(data)
     valid = valid_halo[core.relative_to(halo).slices]
     classes = np.zeros(core.shape, dtype=np.uint8)
     confidence = np.full(core.shape, np.nan, dtype=np.float32)

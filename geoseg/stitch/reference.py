@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from geoseg.stitch.predict import InferenceSpec, TileModel, WindowPrediction, finish, run_batches
+from geoseg.stitch.predict import (
+    InferenceSpec,
+    TileModel,
+    WindowPrediction,
+    finish,
+    run_batches,
+    valid_mask,
+)
 from geoseg.types import Window
 
 
@@ -23,7 +30,7 @@ def predict_in_memory(
     padded = np.full((bands, height + 2 * pad, width + 2 * pad), np.nan, dtype=np.float32)
     padded[:, pad : pad + height, pad : pad + width] = data
     origin = Window(-pad, -pad, height + 2 * pad, width + 2 * pad)
-    valid_padded = np.isfinite(padded).all(axis=0)
+    valid_padded = valid_mask(padded)
     tiles = [
         Window(tiling.start(r), tiling.start(c), tiling.size, tiling.size)
         for r in range(tiling.count(height))

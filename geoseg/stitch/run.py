@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import dask
 import dask.array as da
 import numpy as np
+from dask.delayed import delayed
 
 from geoseg.executor import ExecutorSpec, map_tasks
 from geoseg.export.raster import assemble_cog, write_part
@@ -132,7 +132,7 @@ def predict_arrays(job: PredictJob, plan: ChunkPlan) -> tuple[da.Array, da.Array
         if chunk.index[1] == 0:
             rows.append([])
             conf_rows.append([])
-        result = dask.delayed(predict_source_window, pure=True)(job, chunk)
+        result = delayed(predict_source_window, pure=True)(job, chunk)
         rows[-1].append(da.from_delayed(result.classes, chunk.core.shape, dtype=np.uint8))
         conf_rows[-1].append(da.from_delayed(result.confidence, chunk.core.shape, np.float32))
     return da.block(rows), da.block(conf_rows)

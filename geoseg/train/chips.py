@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.types import Window
+
+ScalarT = TypeVar("ScalarT", bound=np.generic)
 
 
 def sample_chip_windows(
@@ -30,7 +34,7 @@ def sample_chip_windows(
     return windows
 
 
-def cut(array: NDArray[np.generic], window: Window, fill: float) -> NDArray[np.generic]:
+def cut(array: NDArray[ScalarT], window: Window, fill: float) -> NDArray[ScalarT]:
     """``array[..., window]`` where ``window`` may reach outside: outside becomes ``fill``."""
     out = np.full((*array.shape[:-2], window.height, window.width), fill, dtype=array.dtype)
     height, width = array.shape[-2:]

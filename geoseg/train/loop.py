@@ -29,7 +29,7 @@ from geoseg.model.bundle import BandStats, BundleMeta, ClassInfo, DataProvenance
 from geoseg.model.network import build_network
 from geoseg.model.predictor import Predictor, resolve_device
 from geoseg.model.store import save_bundle
-from geoseg.stitch.predict import InferenceSpec
+from geoseg.stitch.predict import InferenceSpec, valid_mask
 from geoseg.stitch.reference import predict_in_memory
 from geoseg.tiling.grid import TileGrid
 from geoseg.train.card import model_card
@@ -110,7 +110,7 @@ def train(
     source = source.select(step.bands or list(source.band_names))
     labels = open_labels(source, step.labels)
     image = source.read(source.grid.window)
-    valid = np.isfinite(image).all(axis=0)
+    valid = valid_mask(image)
     codes = np.where(valid, labels.read(source.grid.window), 0).astype(np.uint8)
     class_codes = step.classes or [int(c) for c in np.unique(codes) if c != 0]
     if len(class_codes) < 2:

@@ -38,7 +38,7 @@ class VectorConfig(ClosedModel):
     enabled: bool = True
     min_area_m2: float = Field(default=0.0, ge=0)
     simplify_m: float = Field(default=0.0, ge=0)
-    formats: list[VectorFormatName] = Field(default_factory=lambda: ["gpkg"], min_length=1)
+    formats: list[VectorFormatName] = Field(default=["gpkg"], min_length=1)
     layer: str = "landcover"
 
     @model_validator(mode="after")

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geoseg.catalog import Catalog
+from geoseg.errors import OutputExistsError, TrainingError
+from geoseg.model.bundle import load_meta
+from geoseg.model.store import load_network
+from geoseg.train.chips import augment, cut, sample_chip_windows
+from geoseg.train.holdout import spatial_split
+from geoseg.train.loop import train
+from geoseg.types import Window
+from geoseg.workflow.schema import TrainStep
+from tests.conftest import NC_BANDS, REPO, needs_data
+
+
+def test_spatial_split_holds_out_whole_blocks_with_a_buffer() -> None:
+    labels = np.ones((100, 100), dtype=np.uint8)
+    labels[:, :10] = 0
+    split = spatial_split(labels, block_size=20, fraction=0.25, buffer=3, seed=1)
+    assert len(split.blocks) == 6  # 25 blocks, 24 of them labelled enough, 25 % of 24
+    assert not (split.train & split.validation).any()
+    for r, c in split.blocks:
+        block = split.validation[r : r + 20, c : c + 20]
+        assert block[labels[r : r + 20, c : c + 20] > 0].all(), "whole blocks, not pixels"
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(split.validation, iterations=3)
+    assert not (split.train & near).any(), "training pixels keep the buffer distance"
+    again = spatial_split(labels, block_size=20, fraction=0.25, buffer=3, seed=1)
+    assert again.blocks == split.blocks, "seeded"
+
+
+def test_split_errors_are_explicit() -> None:
+    with pytest.raises(TrainingError, match="no labelled pixels"):
+        spatial_split(np.zeros((10, 10), np.uint8), 5, 0.2, 0, 0)
+    with pytest.raises(TrainingError, match=r"lower validation\.block_size"):
+        spatial_split(np.ones((10, 10), np.uint8), 64, 0.2, 0, 0)
+
+
+def test_chips_are_class_balanced_and_augmentation_keeps_pairs_aligned() -> None:
+    target = np.full((50, 50), -1, dtype=np.int64)
+    target[:, :] = 0
+    target[10, 10] = 1  # one pixel of a rare class
+    rng = np.random.default_rng(0)
+    windows = sample_chip_windows(target, 8, 400, rng)
+    near_rare = sum(w.row <= 10 < w.row_end and w.col <= 10 < w.col_end for w in windows)
+    assert near_rare > 150, "the rare class is drawn about half the time"
+    image = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)
+    labels = np.arange(64, dtype=np.int64).reshape(8, 8)
+    out_image, out_labels = augment(image, labels, np.random.default_rng(3))
+    for value in range(64):
+        (r, c) = np.argwhere(out_labels == value)[0]
+        assert out_image[0, r, c] == value and out_image[1, r, c] == 64 + value
+    padded = cut(labels, Window(-2, -2, 4, 4), -1)
+    assert (padded[:2] == -1).all() and padded[2, 2] == 0
+
+
+@needs_data()
+def test_training_is_reproducible_and_writes_a_checked_bundle(tmp_path: Path) -> None:
+    step = TrainStep(
+        source="nc-landsat7",
+        output="unused",
+        bands=NC_BANDS,
+        epochs=2,
+        chips_per_epoch=32,
+        batch_size=8,
+        chip_size=32,
+        overlap=8,
+        threads=1,
+        device="cpu",
+        network={
+            "architecture": "Unet",
+            "encoder": "resnet18",
+            "encoder_depth": 2,
+            "decoder_channels": [16, 8],
+        },
+        validation={"block_size": 48, "fraction": 0.2, "buffer": 4},
+    )
+    catalog = Catalog.load(REPO / "data_catalog.yaml")
+    first = train(step, catalog, tmp_path / "a.geoseg", show_progress=False)
+    second = train(step, catalog, tmp_path / "b.geoseg", show_progress=False)
+    assert [h.loss for h in first.history] == [h.loss for h in second.history]
+    _, net_a = load_network(first.bundle, torch.device("cpu"))
+    _, net_b = load_network(second.bundle, torch.device("cpu"))
+    for (name, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    meta = load_meta(first.bundle)
+    assert meta.band_names == tuple(NC_BANDS) and meta.pixel_size == 28.5
+    assert [c.code for c in meta.classes] == [1, 2, 4, 5, 6, 7]
+    assert [c.name for c in meta.classes] == ["water", "tree", "built-up", "grass", "shrub", "bare"]
+    validation = meta.metrics["validation"]
+    assert set(validation["per_class"]) == {"water", "tree", "built-up", "grass", "shrub", "bare"}
+    assert meta.training_data[0].licence.startswith("CC BY-SA 3.0")
+    card = (first.bundle / "MODEL_CARD.md").read_text()
+    assert "| tree |" in card and "CC BY-SA 3.0" in card
+    assert (tmp_path / "a.geoseg.checkpoints" / "best.pt").exists()
+    with pytest.raises(OutputExistsError, match=r"a\.geoseg exists"):
+        train(step, catalog, first.bundle, show_progress=False)
