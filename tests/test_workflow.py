@@ -247,3 +247,32 @@ def test_cli_version_inspect_and_catalog() -> None:
     assert "489 x 300 px, 6 band(s)" in result.output and "256x256" in result.output
     result = runner.invoke(app, ["inspect", str(REPO / "pyproject.toml")])
     assert result.exit_code == 1 and "not a raster GDAL can open" in result.output
+
+
+@needs_data()
+def test_a_killed_run_leaves_nothing_that_looks_finished(tmp_path: Path, tiny_bundle: Path) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    path = workflow(
+        tmp_path, predict_block(tiny_bundle).replace("chunk_size: 128", "chunk_size: 64")
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "geoseg.cli.main", "-q", "run", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    parts = tmp_path / "out" / ".geoseg-work" / "parts"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if parts.exists() and len(list(parts.glob("classes-*.tif"))) >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    out = tmp_path / "out"
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
+    assert not (out / "manifest.json").exists()
