@@ -1,0 +1,67 @@
+"""The files geoseg ships: workflows validate, the demo runs with the bundled model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from geoseg.export.raster import validate_cog
+from geoseg.model.bundle import load_meta
+from geoseg.workflow.run import plan_workflow, run_workflow
+from tests.conftest import REPO, needs_data
+
+DEFAULT_MODEL = REPO / "models" / "landcover-nc-l7.geoseg"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "workflows").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_workflows_validate(path: Path) -> None:
+    plan = plan_workflow(path)
+    assert plan.steps
+
+
+def test_default_model_bundle_is_complete_and_small() -> None:
+    meta = load_meta(DEFAULT_MODEL)
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL.iterdir())
+    assert size < 20 * 1024**2, "the committed default model stays under 20 MB"
+    assert meta.band_names == ("blue", "green", "red", "nir", "swir1") and meta.units == "DN"
+    per_class = meta.metrics["validation"]["per_class"]
+    card = (DEFAULT_MODEL / "MODEL_CARD.md").read_text()
+    for name, figures in per_class.items():
+        assert f"| {name} | {figures['iou']:.3f} |" in card, "the card quotes every class IoU"
+    assert "CC BY-SA 3.0" in card
+
+
+def test_demo_workflow_runs_on_the_shipped_sample(tmp_path: Path) -> None:
+    text = (REPO / "workflows" / "demo.yaml").read_text()
+    text = (
+        text.replace("../data_catalog.yaml", str(REPO / "data_catalog.yaml"))
+        .replace("../models/", str(REPO / "models") + "/")
+        .replace("../out/demo", str(tmp_path / "demo"))
+    )
+    path = tmp_path / "demo.yaml"
+    path.write_text(text)
+    reports = run_workflow(path, show_progress=False)
+    out = tmp_path / "demo"
+    assert validate_cog(out / "classes.tif") == []
+    with rasterio.open(out / "classes.tif") as ds:
+        classes = ds.read(1)
+    assert classes.shape == (300, 489)
+    present = set(np.unique(classes)) - {0}
+    assert {2, 4} <= present, "tree and built-up dominate this scene"
+    assert reports[0].figures["polygons"] > 10
+    assert (out / "landcover.gpkg").exists() and (out / "manifest.json").exists()
+
+
+@needs_data()
+def test_sample_raster_equals_the_shared_band_files() -> None:
+    from geoseg.catalog import Catalog
+    from geoseg.io.source import RasterSource
+
+    catalog = Catalog.load(REPO / "data_catalog.yaml")
+    shared = RasterSource.open(catalog.source("nc-landsat7"))
+    sample = RasterSource.open(catalog.source("nc-landsat7-sample"))
+    assert sample.grid.same_as(shared.grid) and sample.band_names == shared.band_names
+    np.testing.assert_array_equal(sample.read(sample.grid.window), shared.read(shared.grid.window))
