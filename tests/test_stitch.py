@@ -132,3 +132,30 @@ def test_real_scene_two_dask_chunkings_are_bit_identical_to_the_in_memory_pass(
         assert ds.crs == source.grid.crs and ds.transform == source.grid.transform
         assert ds.nodata == 0 and ds.colormap(1)[1] == (1, 2, 3, 255)
     assert not list(tmp_path.glob(".*partial*")), "no temporary files left behind"
+
+
+@needs_data()
+def test_the_model_is_loaded_once_per_process_not_per_chunk(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+
+    import geoseg.model.predictor as predictor_module
+
+    loads: list[object] = []
+    real = predictor_module.load_network
+
+    def counting(*args: Any) -> Any:
+        loads.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(predictor_module, "load_network", counting)
+    monkeypatch.setattr(predictor_module, "_CACHE", {})
+    source = RasterSource.open(Catalog.load(REPO / "data_catalog.yaml").source("nc-landsat7"))
+    source = source.select(NC_BANDS)
+    meta = load_meta(tiny_bundle)
+    spec = InferenceSpec(TileGrid(64, 16), 4, (60.0,) * 5, (25.0,) * 5, meta.class_codes)
+    factory = functools.partial(predictor_module.predictor, tiny_bundle, "cpu")
+    job = PredictJob(source, factory, spec, tmp_path / "parts")
+    outcomes = predict_chunks(job, ChunkPlan(source.grid.shape, (64, 128)), ExecutorSpec(), False)
+    assert len(outcomes) == 20 and len(loads) == 1
