@@ -22,6 +22,6 @@ test: install
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check geoseg tests benchmarks samples
+	$(BIN)/ruff check geoseg tests samples
 	$(BIN)/ruff format --check geoseg tests samples
 	$(BIN)/mypy geoseg
