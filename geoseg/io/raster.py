@@ -31,15 +31,25 @@ def open_raster(path: Path) -> Iterator[rasterio.DatasetReader]:
     if path.stat().st_size == 0:
         raise RasterOpenError(f"raster {path} is empty (0 bytes); re-create or re-download it")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            dataset = rasterio.open(path)
+        dataset = rasterio.open(path)
     except RasterioIOError as exc:
         raise RasterOpenError(
             f"{path} is not a raster GDAL can open ({exc}); is it a GeoTIFF/COG and complete?"
         ) from exc
     with dataset:
         yield dataset
+
+
+@contextmanager
+def quiet_georeference_warnings() -> Iterator[None]:
+    """Silence rasterio's NotGeoreferencedWarning while validating (main thread only).
+
+    geoseg raises its own :class:`GeoreferenceError` for such files; ``warnings.catch_warnings``
+    is not thread-safe, so this is used at plan time, never inside Dask tasks.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
 
 
 def checked_grid(dataset: rasterio.DatasetReader, path: Path, crs: str | None = None) -> Grid:
@@ -119,7 +129,7 @@ class RasterInfo:
 
 def inspect_raster(path: Path) -> RasterInfo:
     """Describe a raster file; georeferencing problems are reported, not raised."""
-    with open_raster(path) as ds:
+    with quiet_georeference_warnings(), open_raster(path) as ds:
         problems: list[str] = []
         pixel_size: tuple[float, float] | None = None
         try:

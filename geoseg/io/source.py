@@ -22,7 +22,7 @@ from rasterio.errors import RasterioError
 
 from geoseg.catalog import BandRef, LabelRef, SourceRef
 from geoseg.errors import GridMismatchError, RasterOpenError, RasterReadError
-from geoseg.io.raster import checked_grid, open_raster
+from geoseg.io.raster import checked_grid, open_raster, quiet_georeference_warnings
 from geoseg.types import Grid, Window
 
 #: Default edge length of a Dask chunk, in pixels, before alignment to the file's blocks.
@@ -77,7 +77,7 @@ class RasterSource:
         dtypes: list[str] = []
         block_shape = (1, 1)
         for band in ref.bands:
-            with open_raster(band.path) as ds:
+            with quiet_georeference_warnings(), open_raster(band.path) as ds:
                 if band.band > ds.count:
                     raise RasterOpenError(
                         f"source '{ref.name}' band '{band.name}' asks for band {band.band} of "
@@ -223,7 +223,7 @@ class LabelLayer:
     @classmethod
     def open(cls, ref: LabelRef, grid: Grid, source_name: str, source_path: Path) -> LabelLayer:
         """Open and check that the labels lie on ``grid`` (equivalent CRSs accepted)."""
-        with open_raster(ref.path) as ds:
+        with quiet_georeference_warnings(), open_raster(ref.path) as ds:
             if ref.band > ds.count:
                 raise RasterOpenError(f"label file {ref.path} has no band {ref.band}")
             label_grid = checked_grid(ds, ref.path)

@@ -7,7 +7,6 @@ pieces of a region that crosses a seam share identical vertices and union exactl
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,13 +14,14 @@ import numpy as np
 import shapely
 from affine import Affine
 from numpy.typing import NDArray
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from geoseg.tiling.grid import Chunk
 from geoseg.vector.components import label_classes
+
+TRACE_ORIGIN = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +62,19 @@ def chunk_pieces(
 ) -> list[Piece]:
     """Polygons of every region present in the chunk, in map coordinates, grouped by region."""
     core = chunk.core
-    offset = Affine.translation(core.col, core.row)
+    # Traced in whole-image pixel coordinates shifted by TRACE_ORIGIN, so that the top-left
+    # chunk's transform is not the identity (rasterio warns about identity transforms, and
+    # silencing warnings is not thread-safe). Integer coordinates stay exact.
+    offset = Affine.translation(core.col + TRACE_ORIGIN, core.row + TRACE_ORIGIN)
+    to_map_transform = transform @ Affine.translation(-TRACE_ORIGIN, -TRACE_ORIGIN)
     polygons: dict[int, list[BaseGeometry]] = {}
-    with warnings.catch_warnings():  # the top-left chunk's pixel offset is the identity
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        traced = list(shapes(regions, mask=regions > 0, connectivity=4, transform=offset))
-    for geojson, value in traced:
+    for geojson, value in shapes(regions, mask=regions > 0, connectivity=4, transform=offset):
         geometry = shape(geojson)
         if simplify_tolerance > 0:
             # A vertex at every pixel corner: neighbours then share identical vertices along their
             # common edges, which coverage simplification requires (a valid coverage).
             geometry = shapely.segmentize(geometry, 1.0)
-        polygons.setdefault(int(value), []).append(to_map(geometry, transform))
+        polygons.setdefault(int(value), []).append(to_map(geometry, to_map_transform))
     if not polygons:
         return []
     ids = np.fromiter(polygons, dtype=np.int64)
