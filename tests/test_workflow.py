@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pyogrio
 import pytest
 import rasterio
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from geoseg.cli.main import app
 from geoseg.errors import BundleError, ConfigError, OutputExistsError
 from geoseg.export.raster import validate_cog
+from geoseg.model.bundle import load_meta
 from geoseg.workflow.run import plan_workflow, run_workflow
 from tests.conftest import NC, REPO, needs_data
 
@@ -276,3 +278,129 @@ def test_a_killed_run_leaves_nothing_that_looks_finished(tmp_path: Path, tiny_bu
     out = tmp_path / "out"
     assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
     assert not (out / "manifest.json").exists()
+
+
+@needs_data()
+def test_real_class_map_polygons_equal_whole_scene_polygonize(
+    predicted: tuple[Path, Path, int], tmp_path: Path
+) -> None:
+    import pandas as pd
+    import rasterio.features
+    from shapely.geometry import shape
+
+    from geoseg.executor import ExecutorSpec
+    from geoseg.tiling.grid import ChunkPlan
+    from geoseg.types import Grid
+    from geoseg.vector.vectorise import (
+        VectoriseJob,
+        VectorSettings,
+        find_regions,
+        sieved_window,
+        vectorise,
+    )
+
+    _, out, _ = predicted
+    with rasterio.open(out / "classes.tif") as ds:
+        grid = Grid(ds.height, ds.width, ds.transform, ds.crs)
+    settings = VectorSettings(min_area_m2=3000)
+    whole = ChunkPlan(grid.shape, grid.shape)
+    job = VectoriseJob(out / "classes.tif", None, grid, whole, settings)
+    sieved = sieved_window(job, find_regions(job, ExecutorSpec(), False), whole.chunks()[0])
+    reference = [
+        (shape(g), int(v))
+        for g, v in rasterio.features.shapes(
+            sieved, mask=sieved > 0, connectivity=4, transform=grid.transform
+        )
+    ]
+    ref_area = pd.Series([g.area for g, _ in reference]).groupby([v for _, v in reference]).sum()
+    for chunk in [(64, 96), (300, 128)]:
+        job = VectoriseJob(out / "classes.tif", None, grid, ChunkPlan(grid.shape, chunk), settings)
+        layer = pd.concat(list(vectorise(job, {}, ExecutorSpec("threads", 2), False)))
+        assert len(layer) == len(reference) and layer.is_valid.all()
+        area = layer.groupby("class_id").area_m2.sum()
+        pd.testing.assert_series_equal(area, ref_area, check_names=False, check_index_type=False)
+        burned = rasterio.features.rasterize(
+            zip(layer.geometry, layer.class_id, strict=True),
+            out_shape=grid.shape,
+            transform=grid.transform,
+            dtype="uint8",
+        )
+        assert (burned == sieved).all()
+
+
+def test_all_nodata_scene_gives_valid_empty_outputs(tmp_path: Path, tiny_bundle: Path) -> None:
+    from affine import Affine
+
+    from tests.conftest import write_catalog
+
+    data = np.full((5, 40, 50), -9999, dtype=np.float32)
+    profile = {
+        "driver": "GTiff",
+        "height": 40,
+        "width": 50,
+        "count": 5,
+        "dtype": "float32",
+        "crs": "EPSG:32119",
+        "transform": Affine(28.5, 0, 630534, 0, -28.5, 228114),
+        "nodata": -9999,
+    }
+    with rasterio.open(tmp_path / "empty.tif", "w", **profile) as dst:
+        dst.write(data)
+    bands = "".join(f"      - {{name: {b}}}\n" for b in ("blue", "green", "red", "nir", "swir1"))
+    catalog = write_catalog(tmp_path, f"  empty:\n    file: empty.tif\n    bands:\n{bands}")
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        f"version: 1\ncatalog: {catalog}\nsteps:\n  - predict:\n"
+        f"      source: empty\n      model: {tiny_bundle}\n      output: out\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "no valid pixels" in result.output
+    out = tmp_path / "out"
+    with rasterio.open(out / "classes.tif") as ds:
+        assert (ds.read(1) == 0).all() and ds.crs.to_epsg() == 32119
+    layer = pyogrio.read_dataframe(out / "landcover.gpkg")
+    assert len(layer) == 0 and layer.crs is not None and "class_id" in layer.columns
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["figures"]["tiles_run"] == 0 and manifest["figures"]["polygons"] == 0
+
+
+@needs_data()
+def test_cli_train_writes_a_bundle(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            "train",
+            "--catalog",
+            str(CATALOG),
+            "--source",
+            "nc-landsat7",
+            "--bands",
+            "blue,green,red,nir,swir1",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--output",
+            str(tmp_path / "cli.geoseg"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "validation mIoU" in result.output
+    meta = load_meta(tmp_path / "cli.geoseg")
+    assert meta.network.encoder == "mobilenet_v2" and meta.band_names[-1] == "swir1"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--catalog",
+            str(CATALOG),
+            "--source",
+            "nc-landsat7",
+            "--output",
+            str(tmp_path / "cli.geoseg"),
+        ],
+    )
+    assert result.exit_code == 2 and "exists" in result.output
