@@ -248,3 +248,33 @@ def test_all_nodata_class_map_gives_no_polygons(tmp_path: Path) -> None:
     path, grid = write_classmap(tmp_path, np.zeros((20, 20), np.uint8))
     job = VectoriseJob(path, None, grid, ChunkPlan((20, 20), (8, 8)), VectorSettings())
     assert list(vectorise(job, {}, SERIAL, False)) == []
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        Affine.rotation(20) @ Affine(10, 0, 0, 0, -10, 0) @ Affine.identity(),
+        Affine(10, 0, 500000, 0, 10, 5700000),  # south-up
+    ],
+    ids=["rotated", "south-up"],
+)
+def test_rotated_and_south_up_grids_give_correct_polygons(
+    tmp_path: Path, transform: Affine
+) -> None:
+    transform = Affine.translation(500000, 5800000) @ transform
+    classes = blobby((30, 40), seed=7)
+    path, grid = write_classmap(tmp_path, classes, transform=transform)
+    job = VectoriseJob(path, None, grid, ChunkPlan(classes.shape, (16, 16)), VectorSettings())
+    layer = pd.concat(list(vectorise(job, {}, SERIAL, False)))
+    assert layer.is_valid.all()
+    np.testing.assert_allclose(layer.area_m2, layer.pixels * 100.0, rtol=1e-9)
+    burned = rasterio.features.rasterize(
+        zip(layer.geometry, layer.class_id, strict=True),
+        out_shape=classes.shape,
+        transform=transform,
+        dtype="uint8",
+    )
+    np.testing.assert_array_equal(burned, classes)
+    first = layer.sort_values("region_id").geometry.iloc[0]
+    corner = transform @ (0, 0)
+    assert shapely.intersects(first, shapely.Point(corner).buffer(1e-6))

@@ -30,7 +30,7 @@ app = typer.Typer(
 catalog_app = typer.Typer(help="Named data sources (data_catalog.yaml).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 _state: dict[str, Any] = {"verbosity": 0}
 

@@ -34,7 +34,7 @@ def pixel_area_m2(grid: Grid) -> float:
     factor = grid.metres_per_unit
     if factor is not None:
         return grid.pixel_area * factor**2
-    centre = grid.transform * (grid.width / 2, grid.height / 2)
+    centre = grid.transform @ (grid.width / 2, grid.height / 2)
     pixel = shapely.box(
         centre[0], centre[1], centre[0] + grid.pixel_size[0], centre[1] + grid.pixel_size[1]
     )

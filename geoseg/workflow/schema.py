@@ -23,6 +23,9 @@ from geoseg.model.bundle import NetworkSpec
 
 VectorFormatName = Literal["gpkg", "geojson", "parquet"]
 
+#: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
+
 
 class ExecutorConfig(ClosedModel):
     """Where chunk tasks run: Dask threads (default), processes, or a distributed cluster."""
@@ -57,7 +60,7 @@ class PredictStep(ClosedModel):
     tile_size: int | None = Field(default=None, ge=8)
     overlap: int | None = Field(default=None, ge=0)
     batch_size: int = Field(default=8, ge=1)
-    device: str = "auto"
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     chunk_size: int = Field(default=1024, ge=64)
     vector: VectorConfig = Field(default_factory=VectorConfig)
 
@@ -90,7 +93,7 @@ class TrainStep(ClosedModel):
     class_weighting: Literal["none", "inverse_sqrt", "inverse"] = "inverse_sqrt"
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     seed: int = 0
-    device: str = "auto"
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     threads: int | None = Field(default=None, ge=1)
     card: str = ""
 
