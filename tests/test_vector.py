@@ -278,3 +278,14 @@ def test_rotated_and_south_up_grids_give_correct_polygons(
     first = layer.sort_values("region_id").geometry.iloc[0]
     corner = transform @ (0, 0)
     assert shapely.intersects(first, shapely.Point(corner).buffer(1e-6))
+
+
+def test_geographic_crs_areas_are_geodesic_metres(tmp_path: Path) -> None:
+    classes = np.ones((10, 10), dtype=np.uint8)
+    degrees = Affine(0.001, 0, 10.0, 0, -0.001, 0.005)  # ~111 m pixels at the equator
+    path, grid = write_classmap(tmp_path, classes, crs="EPSG:4326", transform=degrees)
+    job = VectoriseJob(path, None, grid, ChunkPlan((10, 10), (4, 4)), VectorSettings())
+    layer = pd.concat(list(vectorise(job, {}, SERIAL, False)))
+    assert len(layer) == 1
+    assert layer.area_m2.iloc[0] == pytest.approx(1113.2**2, rel=0.01)
+    assert VectorSettings(min_area_m2=111.32**2 * 4).min_pixels(grid) in (4, 5)
