@@ -219,3 +219,17 @@ def test_labels_on_another_grid_are_refused(tmp_path: Path) -> None:
     source = source_from(tmp_path, body)
     with pytest.raises(GridMismatchError, match=r"labels 'lc' .*shifted\.tif.*not on the grid of"):
         open_labels(source)
+
+
+@needs_data()
+def test_band_selections_of_one_source_are_distinct_dask_arrays() -> None:
+    import dask
+
+    source = RasterSource.open(Catalog.load(REPO / "data_catalog.yaml").source("nc-landsat7"))
+    a = source.select(["blue", "green"]).to_dask((64, 64))
+    b = source.select(["nir", "red"]).to_dask((64, 64))
+    assert a.name != b.name
+    sums_a, sums_b = dask.compute(np.nansum(a, axis=(1, 2)), np.nansum(b, axis=(1, 2)))
+    eager = source.read(source.grid.window)
+    np.testing.assert_allclose(sums_b, np.nansum(eager[[3, 2]], axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(sums_a, np.nansum(eager[[0, 1]], axis=(1, 2)), rtol=1e-6)

@@ -404,3 +404,64 @@ def test_cli_train_writes_a_bundle(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2 and "exists" in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("      overlap: 7\n", r"overlap must be even"),
+        ("      tile_size: 64\n      overlap: 64\n", r"overlap must be even, >= 0 and < tile size"),
+        ("      tile_size: 60\n", r"tile_size 60 must be a multiple of 8 for model 'tiny'"),
+        ("      vector: {layer: ../escape}\n", r"vector\.layer: String should match pattern"),
+    ],
+)
+def test_tiling_and_layer_settings_are_checked_at_plan_time(
+    tmp_path: Path, tiny_bundle: Path, extra: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan_workflow(workflow(tmp_path, predict_block(tiny_bundle, extra=extra)))
+
+
+def test_train_settings_are_checked_at_plan_time(tmp_path: Path) -> None:
+    def train_workflow(extra: str) -> Path:
+        path = tmp_path / "train.yaml"
+        path.write_text(
+            f"version: 1\ncatalog: {CATALOG}\nsteps:\n  - train:\n      source: nc-landsat7\n"
+            f"      output: m.geoseg\n{extra}",
+            encoding="utf-8",
+        )
+        return path
+
+    with pytest.raises(ConfigError, match=r"classes must be codes 1\.\.255 .*\[300\]"):
+        plan_workflow(train_workflow("      classes: [1, 2, 300]\n"))
+    with pytest.raises(ConfigError, match=r"overlap must be even, >= 0 and < tile size 16"):
+        plan_workflow(train_workflow("      chip_size: 16\n"))
+    with pytest.raises(ConfigError, match=r"chip_size 36 must be a multiple of 8"):
+        plan_workflow(train_workflow("      chip_size: 36\n"))
+    with pytest.raises(ConfigError, match=r"has no band\(s\) \['pan'\]"):
+        plan_workflow(train_workflow("      bands: [pan]\n"))
+
+
+def test_output_that_is_a_file_and_unset_variables_are_refused(
+    tmp_path: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"output .*out exists and is not a folder"):
+        plan_workflow(workflow(tmp_path, predict_block(tiny_bundle)))
+    monkeypatch.delenv("GEOSEG_UNSET_VAR", raising=False)
+    block = predict_block(tiny_bundle).replace("output: out", "output: ${GEOSEG_UNSET_VAR}/out")
+    with pytest.raises(ConfigError, match=r"uses an environment variable that is not set"):
+        plan_workflow(workflow(tmp_path, block))
+
+
+@needs_data()
+def test_overwrite_removes_outputs_the_new_run_no_longer_makes(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    formats = "      vector:\n        formats: [gpkg, geojson]\n"
+    run_workflow(workflow(tmp_path, predict_block(tiny_bundle, extra=formats)), False, False)
+    assert (tmp_path / "out" / "landcover.geojson").exists()
+    no_vector = "      vector:\n        enabled: false\n"
+    run_workflow(workflow(tmp_path, predict_block(tiny_bundle, extra=no_vector)), True, False)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["classes.qml", "classes.tif", "confidence.tif", "manifest.json"]

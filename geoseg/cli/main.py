@@ -178,19 +178,21 @@ def train_command(
 ) -> None:
     """Train a network from a labelled catalog source and write a model bundle."""
     from geoseg.catalog import Catalog
+    from geoseg.config import parse_model
     from geoseg.train.loop import train
     from geoseg.workflow.schema import TrainStep
 
     def action() -> Any:
-        step = TrainStep(
-            source=source,
-            labels=labels,
-            output=str(output),
-            epochs=epochs,
-            seed=seed,
-            device=device,
-            bands=bands.split(",") if bands else None,
-        )
+        options = {
+            "source": source,
+            "labels": labels,
+            "output": str(output),
+            "epochs": epochs,
+            "seed": seed,
+            "device": device,
+            "bands": bands.split(",") if bands else None,
+        }
+        step = parse_model(TrainStep, options, Path("geoseg train"), "command-line options")
         return train(step, Catalog.load(catalog), output.resolve(), overwrite, _progress())
 
     result = _guarded(action)

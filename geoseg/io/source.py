@@ -17,6 +17,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 from numpy.typing import NDArray
 from rasterio.errors import RasterioError
 
@@ -160,7 +161,7 @@ class RasterSource:
             lock=False,
             fancy=False,
             meta=np.empty((0, 0, 0), dtype=np.float32),
-            name=f"read-{self.name}-{chunks[0]}x{chunks[1]}",
+            name=f"read-{self.name}-{tokenize(self.ref, self.grid.shape, chunks)}",
         )
 
     def to_xarray(self, chunks: tuple[int, int] | None = None) -> xr.DataArray:

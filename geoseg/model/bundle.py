@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from geoseg.config import ClosedModel, format_validation_error
 from geoseg.errors import BundleError
+from geoseg.tiling.grid import TileGrid
 from geoseg.types import Grid
 
 BUNDLE_SUFFIX = ".geoseg"
@@ -111,6 +112,11 @@ class BundleMeta(ClosedModel):
     weights_dtype: Literal["float32", "float16"] = "float32"
     weights_sha256: str = ""
     geoseg_version: str = ""
+
+    @model_validator(mode="after")
+    def _tiling(self) -> BundleMeta:
+        TileGrid(self.tile_size, self.overlap)
+        return self
 
     @field_validator("classes")
     @classmethod

@@ -99,13 +99,6 @@ def train(
     if step.threads:
         torch.set_num_threads(step.threads)
     device = resolve_device(step.device)
-    divisor = step.network.divisor
-    if step.chip_size % divisor:
-        raise TrainingError(
-            f"chip_size {step.chip_size} must be a multiple of {divisor} for "
-            f"{step.network.architecture} with encoder_depth {step.network.encoder_depth}"
-        )
-
     source = RasterSource.open(catalog.source(step.source))
     source = source.select(step.bands or list(source.band_names))
     labels = open_labels(source, step.labels)

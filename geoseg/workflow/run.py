@@ -8,6 +8,7 @@ writes its outputs under temporary names, renames them into place, and writes it
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -82,6 +83,21 @@ class PlannedPredict:
             paths += [self.vector(f) for f in self.step.vector.formats]
         return paths
 
+    def tiling(self, meta: BundleMeta, workflow: Path) -> TileGrid:
+        """The tile grid: the step's tile size/overlap, else the model's; checked against it."""
+        size = self.step.tile_size or meta.tile_size
+        overlap = self.step.overlap if self.step.overlap is not None else meta.overlap
+        where = f"{workflow} steps.{self.index}.predict"
+        if size % meta.network.divisor:
+            raise ConfigError(
+                f"{where}.tile_size {size} must be a multiple of {meta.network.divisor} for "
+                f"model '{meta.name}' ({meta.network.encoder}, depth {meta.network.encoder_depth})"
+            )
+        try:
+            return TileGrid(size, overlap)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+
 
 Planned = PlannedTrain | PlannedPredict
 
@@ -103,7 +119,11 @@ class Plan:
 
 
 def _relative(path: Path, text: str) -> Path:
-    resolved = Path(os.path.expandvars(text)).expanduser()
+    """A path from the workflow file, ``${VAR}`` expanded, relative to the file's folder."""
+    expanded = os.path.expandvars(text)
+    if "$" in expanded:
+        raise ConfigError(f"{path}: path '{text}' uses an environment variable that is not set")
+    resolved = Path(expanded).expanduser()
     return resolved if resolved.is_absolute() else (path.parent / resolved).resolve()
 
 
@@ -140,9 +160,12 @@ def plan_workflow(path: str | Path) -> Plan:
             step_plan = PlannedPredict(
                 index, step, catalog.source(step.source), model, _relative(wf_path, step.output)
             )
+            if step_plan.folder.exists() and not step_plan.folder.is_dir():
+                raise ConfigError(f"{where}.output {step_plan.folder} exists and is not a folder")
             if model not in trained:
                 meta = load_meta(model)
                 _check_names(meta, step_plan.source, where)
+                step_plan.tiling(meta, wf_path)
         for out in step_plan.outputs():
             if out in outputs:
                 raise ConfigError(f"{where} writes {out}, which step {outputs[out]} writes too")
@@ -212,6 +235,19 @@ def commit(staged: dict[Path, Path], overwrite: bool) -> None:
         os.replace(path, final)
 
 
+def previous_outputs(folder: Path) -> list[Path]:
+    """Outputs listed by the manifest of an earlier run in ``folder`` (none when it has none)."""
+    try:
+        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+        return [
+            Path(entry["path"])
+            for entry in manifest.get("outputs", [])
+            if Path(entry["path"]).parent == folder
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def _class_styles(meta: BundleMeta) -> list[ClassStyle]:
     return [ClassStyle(c.code, c.name, c.color) for c in meta.classes]
 
@@ -228,15 +264,8 @@ def run_predict(
     source = RasterSource.open(step.source)
     meta.check_source(source.name, source.band_names, source.ref.units, source.grid)
     source = source.select(meta.band_names)
-    tile_size = cfg.tile_size or meta.tile_size
-    overlap = cfg.overlap if cfg.overlap is not None else meta.overlap
-    if tile_size % meta.network.divisor:
-        raise ConfigError(
-            f"{plan.path} steps.{step.index}.predict.tile_size {tile_size} must be a multiple of "
-            f"{meta.network.divisor} for this model"
-        )
     spec = InferenceSpec(
-        TileGrid(tile_size, overlap),
+        step.tiling(meta, plan.path),
         cfg.batch_size,
         tuple(b.mean for b in meta.bands),
         tuple(b.std for b in meta.bands),
@@ -246,6 +275,7 @@ def run_predict(
     threads = max(1, (os.cpu_count() or 1) // max(1, executor.workers))
     work = step.folder / WORK_DIR
     shutil.rmtree(work, ignore_errors=True)  # a stale work folder from a killed run
+    previous = previous_outputs(step.folder)
     (step.folder / MANIFEST_NAME).unlink(missing_ok=True)
     job = PredictJob(
         source, functools.partial(predictor, step.model, cfg.device, threads), spec, work / "parts"
@@ -308,6 +338,10 @@ def run_predict(
         timings["export_s"] = time.perf_counter() - clock
     commit(stage, overwrite)
     commit(extras, overwrite=True)
+    for stale in set(previous) - set(step.outputs()):  # outputs this run no longer makes
+        stale.unlink(missing_ok=True)
+        if style_path(stale) not in extras:
+            style_path(stale).unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     write_manifest(
         step.folder,

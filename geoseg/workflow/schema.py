@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from geoseg.config import ClosedModel, parse_model, read_yaml
 from geoseg.model.bundle import NetworkSpec
+from geoseg.tiling.grid import TileGrid
 
 VectorFormatName = Literal["gpkg", "geojson", "parquet"]
 
@@ -42,7 +43,7 @@ class VectorConfig(ClosedModel):
     min_area_m2: float = Field(default=0.0, ge=0)
     simplify_m: float = Field(default=0.0, ge=0)
     formats: list[VectorFormatName] = Field(default=["gpkg"], min_length=1)
-    layer: str = "landcover"
+    layer: str = Field(default="landcover", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
     @model_validator(mode="after")
     def _gpkg_first(self) -> VectorConfig:
@@ -63,6 +64,16 @@ class PredictStep(ClosedModel):
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     chunk_size: int = Field(default=1024, ge=64)
     vector: VectorConfig = Field(default_factory=VectorConfig)
+
+    @model_validator(mode="after")
+    def _tiling(self) -> PredictStep:
+        if self.overlap is not None and self.overlap % 2:
+            raise ValueError(
+                f"overlap must be even (half of it goes to each side), got {self.overlap}"
+            )
+        if self.tile_size is not None and self.overlap is not None:
+            TileGrid(self.tile_size, self.overlap)
+        return self
 
 
 class ValidationConfig(ClosedModel):
@@ -96,6 +107,19 @@ class TrainStep(ClosedModel):
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     threads: int | None = Field(default=None, ge=1)
     card: str = ""
+
+    @model_validator(mode="after")
+    def _chips_fit_the_network(self) -> TrainStep:
+        TileGrid(self.chip_size, self.overlap)
+        if self.chip_size % self.network.divisor:
+            raise ValueError(
+                f"chip_size {self.chip_size} must be a multiple of {self.network.divisor} for "
+                f"{self.network.architecture} with encoder_depth {self.network.encoder_depth}"
+            )
+        bad = [c for c in self.classes or [] if not 1 <= c <= 255]
+        if bad:
+            raise ValueError(f"classes must be codes 1..255 (0 is nodata), got {bad}")
+        return self
 
 
 class Step(ClosedModel):
