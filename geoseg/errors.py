@@ -51,5 +51,13 @@ class OutputExistsError(GeoSegError, FileExistsError):
     exit_code = 2
 
 
+class ChunkFailedError(GeoSegError, RuntimeError):
+    """A chunk task failed repeatedly (for example its workers kept dying)."""
+
+
+class ResumeError(ConfigError):
+    """A run cannot be resumed: its configuration or inputs changed since it started."""
+
+
 class TrainingError(GeoSegError, ValueError):
     """Training cannot proceed (no labelled pixels, empty hold-out, ...)."""

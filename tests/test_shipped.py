@@ -10,7 +10,8 @@ import rasterio
 
 from geoseg.export.raster import validate_cog
 from geoseg.model.bundle import load_meta
-from geoseg.workflow.run import plan_workflow, run_workflow
+from geoseg.workflow.plan import plan_workflow
+from geoseg.workflow.run import run_workflow
 from tests.conftest import REPO, needs_data
 
 DEFAULT_MODEL = REPO / "models" / "landcover-nc-l7.geoseg"

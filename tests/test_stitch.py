@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from geoseg.catalog import Catalog
-from geoseg.executor import ExecutorSpec
+from geoseg.executor import Executor, ExecutorSpec
 from geoseg.export.raster import validate_cog
 from geoseg.io.source import RasterSource
 from geoseg.model.bundle import load_meta
@@ -121,7 +121,7 @@ def test_real_scene_two_dask_chunkings_are_bit_identical_to_the_in_memory_pass(
 
     # and through part files into COGs
     plan = ChunkPlan(source.grid.shape, (128, 128))
-    outcomes = predict_chunks(job, plan, ExecutorSpec("threads", 2), show_progress=False)
+    outcomes = predict_chunks(job, plan.chunks(), Executor(ExecutorSpec("threads", 2), False))
     assert len(outcomes) == 12 and sum(o.tiles_run for o in outcomes) >= reference.tiles_run
     colormap = {c.code: (1, 2, 3, 255) for c in meta.classes}
     cls_path, conf_path = tmp_path / "classes.tif", tmp_path / "confidence.tif"
@@ -157,5 +157,6 @@ def test_the_model_is_loaded_once_per_process_not_per_chunk(
     spec = InferenceSpec(TileGrid(64, 16), 4, (60.0,) * 5, (25.0,) * 5, meta.class_codes)
     factory = functools.partial(predictor_module.predictor, tiny_bundle, "cpu")
     job = PredictJob(source, factory, spec, tmp_path / "parts")
-    outcomes = predict_chunks(job, ChunkPlan(source.grid.shape, (64, 128)), ExecutorSpec(), False)
+    chunks = ChunkPlan(source.grid.shape, (64, 128)).chunks()
+    outcomes = predict_chunks(job, chunks, Executor(ExecutorSpec(), False))
     assert len(outcomes) == 20 and len(loads) == 1

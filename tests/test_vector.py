@@ -11,7 +11,7 @@ import shapely
 from affine import Affine
 from shapely.geometry import shape
 
-from geoseg.executor import ExecutorSpec
+from geoseg.executor import Executor, ExecutorSpec
 from geoseg.tiling.grid import ChunkPlan
 from geoseg.types import Grid
 from geoseg.vector.components import chunk_components
@@ -24,7 +24,8 @@ from geoseg.vector.vectorise import (
     vectorise,
 )
 
-SERIAL = ExecutorSpec("threads", 1)
+SERIAL = Executor(ExecutorSpec("threads", 1), show_progress=False)
+TWO_THREADS = Executor(ExecutorSpec("threads", 2), show_progress=False)
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 5800000)
 
 
@@ -137,7 +138,7 @@ def test_polygons_equal_whole_scene_polygonize_for_any_chunking(
     settings = VectorSettings(min_area_m2=min_pixels * 100.0)
     whole = ChunkPlan(classes.shape, classes.shape)
     job = VectoriseJob(path, None, grid, whole, settings)
-    table = find_regions(job, SERIAL, progress=False)
+    table = find_regions(job, SERIAL)
     reference_map = sieved_window(job, table, whole.chunks()[0])
     reference = [
         (shape(g), int(v))
@@ -149,7 +150,7 @@ def test_polygons_equal_whole_scene_polygonize_for_any_chunking(
     layers = []
     for chunk in [(90, 110), (32, 32), (13, 29)]:
         job = VectoriseJob(path, None, grid, ChunkPlan(classes.shape, chunk), settings)
-        layer = pd.concat(list(vectorise(job, {1: "a"}, ExecutorSpec("threads", 2), False)))
+        layer = pd.concat(list(vectorise(job, {1: "a"}, TWO_THREADS)))
         layer = layer.sort_values("region_id").reset_index(drop=True)
         assert len(layer) == len(reference), chunk
         assert layer.is_valid.all() and set(layer.geom_type) == {"Polygon"}
@@ -191,7 +192,7 @@ def test_attributes_and_mean_confidence(tmp_path: Path) -> None:
     ) as dst:
         dst.write(conf, 1)
     job = VectoriseJob(path, conf_path, grid, ChunkPlan((2, 3), (1, 2)), VectorSettings())
-    layer = pd.concat(list(vectorise(job, {1: "water", 2: "tree"}, SERIAL, False)))
+    layer = pd.concat(list(vectorise(job, {1: "water", 2: "tree"}, SERIAL)))
     layer = layer.sort_values("region_id")
     assert layer.class_name.tolist() == ["water", "tree"]
     np.testing.assert_allclose(layer.area_m2, [400.0, 200.0])
@@ -204,7 +205,7 @@ def test_areas_are_in_metres_for_a_feet_crs(tmp_path: Path) -> None:
     feet = Affine(10, 0, 2000000, 0, -10, 700000)
     path, grid = write_classmap(tmp_path, classes, crs="EPSG:2264", transform=feet)  # NC, US ft
     job = VectoriseJob(path, None, grid, ChunkPlan((2, 2), (2, 2)), VectorSettings())
-    layer = pd.concat(list(vectorise(job, {}, SERIAL, False)))
+    layer = pd.concat(list(vectorise(job, {}, SERIAL)))
     assert layer.area_m2.iloc[0] == pytest.approx(400 * 0.3048006096**2, rel=1e-6)
 
 
@@ -218,7 +219,7 @@ def test_simplification_keeps_a_valid_coverage_with_shared_edges(tmp_path: Path)
         ChunkPlan(classes.shape, (25, 30)),
         VectorSettings(min_area_m2=400, simplify_m=15),
     )
-    layer = pd.concat(list(vectorise(job, {}, SERIAL, False)))
+    layer = pd.concat(list(vectorise(job, {}, SERIAL)))
     exact = pd.concat(
         list(
             vectorise(
@@ -231,7 +232,6 @@ def test_simplification_keeps_a_valid_coverage_with_shared_edges(tmp_path: Path)
                 ),
                 {},
                 SERIAL,
-                False,
             )
         )
     )
@@ -247,7 +247,7 @@ def test_simplification_keeps_a_valid_coverage_with_shared_edges(tmp_path: Path)
 def test_all_nodata_class_map_gives_no_polygons(tmp_path: Path) -> None:
     path, grid = write_classmap(tmp_path, np.zeros((20, 20), np.uint8))
     job = VectoriseJob(path, None, grid, ChunkPlan((20, 20), (8, 8)), VectorSettings())
-    assert list(vectorise(job, {}, SERIAL, False)) == []
+    assert list(vectorise(job, {}, SERIAL)) == []
 
 
 @pytest.mark.parametrize(
@@ -265,7 +265,7 @@ def test_rotated_and_south_up_grids_give_correct_polygons(
     classes = blobby((30, 40), seed=7)
     path, grid = write_classmap(tmp_path, classes, transform=transform)
     job = VectoriseJob(path, None, grid, ChunkPlan(classes.shape, (16, 16)), VectorSettings())
-    layer = pd.concat(list(vectorise(job, {}, SERIAL, False)))
+    layer = pd.concat(list(vectorise(job, {}, SERIAL)))
     assert layer.is_valid.all()
     np.testing.assert_allclose(layer.area_m2, layer.pixels * 100.0, rtol=1e-9)
     burned = rasterio.features.rasterize(
@@ -285,7 +285,7 @@ def test_geographic_crs_areas_are_geodesic_metres(tmp_path: Path) -> None:
     degrees = Affine(0.001, 0, 10.0, 0, -0.001, 0.005)  # ~111 m pixels at the equator
     path, grid = write_classmap(tmp_path, classes, crs="EPSG:4326", transform=degrees)
     job = VectoriseJob(path, None, grid, ChunkPlan((10, 10), (4, 4)), VectorSettings())
-    layer = pd.concat(list(vectorise(job, {}, SERIAL, False)))
+    layer = pd.concat(list(vectorise(job, {}, SERIAL)))
     assert len(layer) == 1
     assert layer.area_m2.iloc[0] == pytest.approx(1113.2**2, rel=0.01)
     assert VectorSettings(min_area_m2=111.32**2 * 4).min_pixels(grid) in (4, 5)

@@ -16,7 +16,8 @@ from geoseg.cli.main import app
 from geoseg.errors import BundleError, ConfigError, OutputExistsError
 from geoseg.export.raster import validate_cog
 from geoseg.model.bundle import load_meta
-from geoseg.workflow.run import plan_workflow, run_workflow
+from geoseg.workflow.plan import plan_workflow
+from geoseg.workflow.run import run_workflow
 from tests.conftest import NC, REPO, needs_data
 
 runner = CliRunner()
@@ -130,7 +131,7 @@ def predicted(
 @needs_data()
 def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int]) -> None:
     _, out, polygons = predicted
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert names == [
         "classes.qml",
         "classes.tif",
@@ -182,7 +183,9 @@ def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int])
             "landcover.parquet",
         )
     }
-    assert "GDAL" in manifest["versions"] and len(manifest["inputs"]) == 5
+    assert "GDAL" in manifest["versions"] and len(manifest["fingerprint"]["inputs"]) == 5
+    assert manifest["figures"]["throughput"]["megapixels"] == pytest.approx(0.147)
+    assert set(manifest["figures"]["timings"]) >= {"inference_s", "write_cog_s", "vectorise_s"}
     assert not (out / ".geoseg-work").exists()
 
 
@@ -209,13 +212,21 @@ def test_outputs_open_in_gdal_clients(predicted: tuple[Path, Path, int]) -> None
 
 
 @needs_data()
-def test_existing_outputs_are_refused_without_overwrite(predicted: tuple[Path, Path, int]) -> None:
+def test_identical_rerun_is_a_no_op_and_a_changed_one_needs_overwrite(
+    predicted: tuple[Path, Path, int],
+) -> None:
     path, out, _ = predicted
     before = (out / "classes.tif").stat().st_mtime_ns
-    with pytest.raises(OutputExistsError, match=r"classes\.tif exists; pass --overwrite"):
-        run_workflow(path, show_progress=False)
-    assert (out / "classes.tif").stat().st_mtime_ns == before
+    reports = run_workflow(path, show_progress=False)
+    assert reports[0].up_to_date and (out / "classes.tif").stat().st_mtime_ns == before
     result = runner.invoke(app, ["-q", "run", str(path)])
+    assert result.exit_code == 0 and "up to date, nothing to do" in result.output
+    changed = path.with_name("changed.yaml")
+    changed.write_text(path.read_text().replace("min_area_m2: 3000", "min_area_m2: 5000"))
+    with pytest.raises(OutputExistsError, match=r"classes\.tif exists; pass --overwrite"):
+        run_workflow(changed, show_progress=False)
+    assert (out / "classes.tif").stat().st_mtime_ns == before
+    result = runner.invoke(app, ["-q", "run", str(changed)])
     assert result.exit_code == 2 and "--overwrite" in result.output
 
 
@@ -223,7 +234,7 @@ def test_existing_outputs_are_refused_without_overwrite(predicted: tuple[Path, P
 def test_a_failure_mid_run_leaves_nothing_at_final_paths(
     tmp_path: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import geoseg.workflow.run as run_module
+    import geoseg.workflow.predict as run_module
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full (simulated)")
@@ -288,7 +299,7 @@ def test_real_class_map_polygons_equal_whole_scene_polygonize(
     import rasterio.features
     from shapely.geometry import shape
 
-    from geoseg.executor import ExecutorSpec
+    from geoseg.executor import Executor, ExecutorSpec
     from geoseg.tiling.grid import ChunkPlan
     from geoseg.types import Grid
     from geoseg.vector.vectorise import (
@@ -305,7 +316,9 @@ def test_real_class_map_polygons_equal_whole_scene_polygonize(
     settings = VectorSettings(min_area_m2=3000)
     whole = ChunkPlan(grid.shape, grid.shape)
     job = VectoriseJob(out / "classes.tif", None, grid, whole, settings)
-    sieved = sieved_window(job, find_regions(job, ExecutorSpec(), False), whole.chunks()[0])
+    sieved = sieved_window(
+        job, find_regions(job, Executor(ExecutorSpec(), False)), whole.chunks()[0]
+    )
     reference = [
         (shape(g), int(v))
         for g, v in rasterio.features.shapes(
@@ -315,7 +328,7 @@ def test_real_class_map_polygons_equal_whole_scene_polygonize(
     ref_area = pd.Series([g.area for g, _ in reference]).groupby([v for _, v in reference]).sum()
     for chunk in [(64, 96), (300, 128)]:
         job = VectoriseJob(out / "classes.tif", None, grid, ChunkPlan(grid.shape, chunk), settings)
-        layer = pd.concat(list(vectorise(job, {}, ExecutorSpec("threads", 2), False)))
+        layer = pd.concat(list(vectorise(job, {}, Executor(ExecutorSpec("threads", 2), False))))
         assert len(layer) == len(reference) and layer.is_valid.all()
         area = layer.groupby("class_id").area_m2.sum()
         pd.testing.assert_series_equal(area, ref_area, check_names=False, check_index_type=False)
@@ -463,5 +476,5 @@ def test_overwrite_removes_outputs_the_new_run_no_longer_makes(
     assert (tmp_path / "out" / "landcover.geojson").exists()
     no_vector = "      vector:\n        enabled: false\n"
     run_workflow(workflow(tmp_path, predict_block(tiny_bundle, extra=no_vector)), True, False)
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
     assert names == ["classes.qml", "classes.tif", "confidence.tif", "manifest.json"]

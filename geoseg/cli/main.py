@@ -12,14 +12,16 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from geoseg.errors import GeoSegError
+from geoseg.errors import ConfigError, GeoSegError
+from geoseg.executor import ExecutorKind
 
 app = typer.Typer(
     name="geoseg",
@@ -98,27 +100,52 @@ def _progress() -> bool:
 def run(
     workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an unfinished run, computing only missing chunks.")
+    ] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="threads, processes or distributed (overrides the workflow)."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Dask workers (overrides the workflow).")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running dask.distributed scheduler.")
+    ] = None,
 ) -> None:
     """Run a workflow: its train and predict steps, in order."""
+    from geoseg.workflow.plan import plan_workflow
     from geoseg.workflow.run import run_workflow
 
-    reports = _guarded(lambda: run_workflow(workflow, overwrite, _progress()))
-    for report in reports:
-        out.print(f"step {report.index} ({report.kind}) done:", highlight=False)
+    def action() -> Any:
+        spec = plan_workflow(workflow).executor
+        if executor is not None:
+            if executor not in ("threads", "processes", "distributed"):
+                raise ConfigError(f"--executor {executor!r}: use threads, processes or distributed")
+            spec = replace(spec, kind=cast(ExecutorKind, executor))
+        if scheduler is not None:
+            spec = replace(spec, kind="distributed", address=scheduler)
+        if workers is not None:
+            spec = replace(spec, workers=workers)
+        return run_workflow(workflow, overwrite, _progress(), resume, spec)
+
+    for report in _guarded(action):
+        state = "up to date, nothing to do" if report.up_to_date else "done"
+        out.print(f"step {report.index} ({report.kind}) {state}:", highlight=False)
         for path in report.outputs:
             out.print(f"  {path}", highlight=False)
         for key, value in report.figures.items():
-            if key != "validation":
+            if key == "validation":
+                out.print(f"  validation mIoU: {value.get('miou')}", highlight=False)
+            else:
                 out.print(f"  {key}: {value}", highlight=False)
-        if "validation" in report.figures:
-            val = report.figures["validation"]
-            out.print(f"  validation mIoU: {val.get('miou')}", highlight=False)
 
 
 @app.command()
 def validate(workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")]) -> None:
     """Check a workflow (schema, catalog names, models, outputs) without touching data."""
-    from geoseg.workflow.run import plan_workflow
+    from geoseg.workflow.plan import plan_workflow
 
     plan = _guarded(lambda: plan_workflow(workflow))
     out.print(f"{plan.path}: valid, {len(plan.steps)} step(s)", highlight=False)

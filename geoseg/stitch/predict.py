@@ -7,8 +7,9 @@ window the pixel was computed in (docs/DESIGN.md §3).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -59,6 +60,7 @@ class WindowPrediction:
     classes: NDArray[np.uint8]
     confidence: NDArray[np.float32]
     tiles_run: int
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def valid_mask(data: NDArray[np.float32]) -> NDArray[np.bool_]:
@@ -119,21 +121,27 @@ def predict_window(
     spec: InferenceSpec,
 ) -> WindowPrediction:
     """Predict the pixels of ``core`` in an image of ``shape`` (rows, cols)."""
+    clock = time.perf_counter()
     tiles = spec.tiling.tiles_overlapping(core, shape)
     halo = halo_window(tiles)
     data = read(halo)
     valid_halo = valid_mask(data)
     valid = valid_halo[core.relative_to(halo).slices]
+    seconds = {"read": time.perf_counter() - clock}
     classes = np.zeros(core.shape, dtype=np.uint8)
     confidence = np.full(core.shape, np.nan, dtype=np.float32)
     if not valid.any():
-        return WindowPrediction(classes, confidence, 0)
+        return WindowPrediction(classes, confidence, 0, seconds)
     live = [t for t in tiles if valid_halo[t.relative_to(halo).slices].any()]
     image = spec.normalise(data)
+    clock = time.perf_counter()
+    results = run_batches(live, image, halo, model, spec)
+    seconds["infer"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     taper = spec.tiling.taper()
     acc = np.zeros((len(spec.codes), *core.shape), dtype=np.float32)
     weight = np.zeros(core.shape, dtype=np.float32)
-    for tile, probs in run_batches(live, image, halo, model, spec):
+    for tile, probs in results:
         part = tile.intersection(core)
         if part is None:
             continue
@@ -142,4 +150,5 @@ def predict_window(
         acc[(slice(None), *in_core)] += probs[(slice(None), *in_tile)] * w
         weight[in_core] += w
     classes, confidence = finish(acc, weight, valid, spec.codes)
-    return WindowPrediction(classes, confidence, len(live))
+    seconds["blend"] = time.perf_counter() - clock
+    return WindowPrediction(classes, confidence, len(live), seconds)

@@ -7,16 +7,19 @@ spec and the folder for part files.
 
 from __future__ import annotations
 
+import functools
+import json
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dask.array as da
 import numpy as np
 from dask.delayed import delayed
 
-from geoseg.executor import ExecutorSpec, map_tasks
+from geoseg.executor import Executor
+from geoseg.export.atomic import atomic_path
 from geoseg.export.raster import assemble_cog, write_part
 from geoseg.io.source import RasterSource
 from geoseg.stitch.predict import InferenceSpec, TileModel, WindowPrediction, predict_window
@@ -44,15 +47,30 @@ class PredictJob:
             self.parts_dir / f"confidence-{chunk.key}.tif",
         )
 
+    def record_path(self, chunk: Chunk) -> Path:
+        """The chunk's outcome record, written last: its presence marks the chunk finished."""
+        return self.parts_dir / f"{chunk.key}.json"
+
 
 @dataclass(frozen=True, slots=True)
 class ChunkOutcome:
-    """What a chunk task reports: where its parts are and what it found."""
+    """What a chunk task reports; saved beside its parts, it marks the chunk as finished."""
 
-    chunk: Chunk
+    key: str
     tiles_run: int
     class_counts: dict[int, int]
-    seconds: float
+    seconds: dict[str, float]
+
+    def to_json(self) -> str:
+        """The record written to ``parts/KEY.json``."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ChunkOutcome:
+        """Read a record back."""
+        data = json.loads(text)
+        data["class_counts"] = {int(k): int(v) for k, v in data["class_counts"].items()}
+        return cls(**data)
 
 
 def predict_source_window(job: PredictJob, chunk: Chunk) -> WindowPrediction:
@@ -61,32 +79,47 @@ def predict_source_window(job: PredictJob, chunk: Chunk) -> WindowPrediction:
 
 
 def predict_chunk(job: PredictJob, chunk: Chunk) -> ChunkOutcome:
-    """Predict one chunk and write its two part files."""
+    """Predict one chunk, write its two part files, then its record (the completion marker)."""
     start = time.perf_counter()
     prediction = predict_source_window(job, chunk)
+    clock = time.perf_counter()
     class_path, confidence_path = job.part_paths(chunk)
     grid = job.source.grid
     write_part(class_path, prediction.classes, grid, chunk.core, CLASS_NODATA)
     write_part(confidence_path, prediction.confidence, grid, chunk.core, CONFIDENCE_NODATA)
     codes, counts = np.unique(prediction.classes, return_counts=True)
-    return ChunkOutcome(
-        chunk,
+    seconds = {**prediction.seconds, "write": time.perf_counter() - clock}
+    seconds["total"] = time.perf_counter() - start
+    outcome = ChunkOutcome(
+        chunk.key,
         prediction.tiles_run,
         {int(c): int(n) for c, n in zip(codes, counts, strict=True) if c != CLASS_NODATA},
-        time.perf_counter() - start,
+        seconds,
     )
+    with atomic_path(job.record_path(chunk), overwrite=True) as tmp:
+        tmp.write_text(outcome.to_json(), encoding="utf-8")
+    return outcome
 
 
-def predict_chunks(
-    job: PredictJob, plan: ChunkPlan, executor: ExecutorSpec, show_progress: bool = True
-) -> list[ChunkOutcome]:
-    """Run every chunk of ``plan`` on ``executor``; parts land in ``job.parts_dir``."""
+def finished_chunks(job: PredictJob, chunks: Sequence[Chunk]) -> dict[str, ChunkOutcome]:
+    """Outcomes of the chunks whose parts are complete on disk (their record exists)."""
+    done = {}
+    for chunk in chunks:
+        record = job.record_path(chunk)
+        if record.exists() and all(p.exists() for p in job.part_paths(chunk)):
+            done[chunk.key] = ChunkOutcome.from_json(record.read_text(encoding="utf-8"))
+    return done
+
+
+def predict_chunks(job: PredictJob, chunks: Sequence[Chunk], ex: Executor) -> list[ChunkOutcome]:
+    """Predict ``chunks`` on ``ex``; parts and records land in ``job.parts_dir``."""
     job.parts_dir.mkdir(parents=True, exist_ok=True)
-
-    def task(chunk: Chunk) -> ChunkOutcome:
-        return predict_chunk(job, chunk)
-
-    return map_tasks(task, plan.chunks(), executor, "predict chunks", show_progress)
+    return ex.map(
+        functools.partial(predict_chunk, job),
+        chunks,
+        "predict chunks",
+        lambda c: f"chunk {c.key} ({c.core})",
+    )
 
 
 def assemble_outputs(

@@ -7,7 +7,7 @@ pieces of a region that crosses a seam share identical vertices and union exactl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,18 +108,32 @@ def simplify_coverage(geoms: dict[int, BaseGeometry], tolerance: float) -> dict[
     }
 
 
-def merge_pieces(pieces: Iterable[Piece]) -> dict[int, Piece]:
-    """Union the pieces of each region (from different chunks) into one polygon per region."""
-    grouped: dict[int, list[Piece]] = {}
-    for piece in pieces:
-        grouped.setdefault(piece.region, []).append(piece)
-    merged = {}
-    for region, group in grouped.items():
-        geometry = shapely.union_all([p.geometry for p in group])
-        merged[region] = Piece(
-            region,
-            geometry,
-            sum(p.confidence_sum for p in group),
-            sum(p.pixels for p in group),
-        )
-    return merged
+def merge_group(group: Sequence[Piece]) -> Piece:
+    """Union the pieces of one region (from different chunks) into one polygon."""
+    return Piece(
+        group[0].region,
+        shapely.union_all([p.geometry for p in group]),
+        sum(p.confidence_sum for p in group),
+        sum(p.pixels for p in group),
+    )
+
+
+class SeamMerger:
+    """Collects pieces of regions that span chunks; releases a region once all its pieces came.
+
+    Memory holds only regions still waiting for a chunk, not the whole layer: in row-major
+    chunk order that is about one row of chunks' seam-crossing regions.
+    """
+
+    def __init__(self, chunk_count: NDArray[np.int64]) -> None:
+        self.chunk_count = chunk_count
+        self.waiting: dict[int, list[Piece]] = {}
+
+    def add(self, piece: Piece) -> Piece | None:
+        """Take one chunk's piece; return the merged region when it is complete."""
+        group = self.waiting.setdefault(piece.region, [])
+        group.append(piece)
+        if len(group) < self.chunk_count[piece.region]:
+            return None
+        del self.waiting[piece.region]
+        return merge_group(group)

@@ -7,6 +7,7 @@ regions that span chunks are merged at the end.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,12 +19,12 @@ import pandas as pd
 import rasterio
 
 from geoseg.errors import RasterReadError
-from geoseg.executor import ExecutorSpec, map_tasks
+from geoseg.executor import Executor
 from geoseg.tiling.grid import Chunk, ChunkPlan
 from geoseg.types import Grid, Window
 from geoseg.vector.components import ChunkComponents, chunk_components
 from geoseg.vector.measure import measure, pixel_area_m2
-from geoseg.vector.polygonize import Piece, chunk_pieces, merge_pieces, region_image
+from geoseg.vector.polygonize import Piece, SeamMerger, chunk_pieces, region_image
 from geoseg.vector.regions import RegionTable, build_regions
 
 COLUMNS = [
@@ -97,38 +98,42 @@ def pieces_task(job: VectoriseJob, chunk: Chunk, local_to_region: np.ndarray) ->
     )
 
 
-def find_regions(job: VectoriseJob, executor: ExecutorSpec, progress: bool) -> RegionTable:
+def find_regions(job: VectoriseJob, ex: Executor) -> RegionTable:
     """Pass 1 and the global step."""
-
-    def task(chunk: Chunk) -> ChunkComponents:
-        return components_task(job, chunk)
-
-    parts = map_tasks(task, job.plan.chunks(), executor, "components", progress)
+    chunks = job.plan.chunks()
+    parts = ex.map(functools.partial(components_task, job), chunks, "components", _describe)
     return build_regions(job.plan, parts, job.settings.min_pixels(job.grid))
 
 
+def _describe(chunk: Chunk) -> str:
+    return f"chunk {chunk.key} ({chunk.core})"
+
+
 def vectorise(
-    job: VectoriseJob,
-    class_names: Mapping[int, str],
-    executor: ExecutorSpec,
-    progress: bool = True,
+    job: VectoriseJob, class_names: Mapping[int, str], ex: Executor
 ) -> Iterator[gpd.GeoDataFrame]:
-    """Polygons with attributes, in batches: each chunk's own regions, then merged seam regions."""
-    table = find_regions(job, executor, progress)
+    """Polygons with attributes, streamed in batches as chunks finish.
 
-    def task(chunk: Chunk) -> list[Piece]:
-        return pieces_task(job, chunk, table.local_to_region[chunk.index])
+    A chunk's batch holds the regions it contains entirely and every seam-crossing region whose
+    last piece it delivered; nothing waits for the whole layer.
+    """
+    table = find_regions(job, ex)
+    chunks = job.plan.chunks()
+    tasks = [(chunk, table.local_to_region[chunk.index]) for chunk in chunks]
+    merger = SeamMerger(table.chunk_count)
+    for pieces in ex.imap(
+        functools.partial(_pieces, job), tasks, "polygons", lambda t: _describe(t[0])
+    ):
+        ready = [p for p in pieces if table.chunk_count[p.region] == 1]
+        ready += [m for p in pieces if table.chunk_count[p.region] > 1 and (m := merger.add(p))]
+        if ready:
+            yield features(ready, table, job.grid, class_names)
+    if merger.waiting:  # every region's pieces come from the chunks counted for it
+        raise RuntimeError(f"regions {sorted(merger.waiting)[:5]} never received all pieces")
 
-    per_chunk = map_tasks(task, job.plan.chunks(), executor, "polygons", progress)
-    seam_pieces: list[Piece] = []
-    for pieces in per_chunk:
-        whole = [p for p in pieces if table.chunk_count[p.region] == 1]
-        seam_pieces.extend(p for p in pieces if table.chunk_count[p.region] > 1)
-        if whole:
-            yield features(whole, table, job.grid, class_names)
-    if seam_pieces:
-        merged = merge_pieces(seam_pieces)
-        yield features([merged[r] for r in sorted(merged)], table, job.grid, class_names)
+
+def _pieces(job: VectoriseJob, task: tuple[Chunk, np.ndarray]) -> list[Piece]:
+    return pieces_task(job, *task)
 
 
 def features(

@@ -34,6 +34,7 @@ class ExecutorConfig(ClosedModel):
     kind: Literal["threads", "processes", "distributed"] = "threads"
     workers: int = Field(default=2, ge=1)
     address: str | None = None
+    retries: int = Field(default=2, ge=0)
 
 
 class VectorConfig(ClosedModel):

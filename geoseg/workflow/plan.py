@@ -1,0 +1,172 @@
+"""Planning a workflow: every name and path resolved and checked, nothing opened.
+
+:func:`plan_workflow` refuses bad configs (unknown sources, bands a model lacks, tiling that
+does not fit the model, outputs two steps would both write) before any data is read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from geoseg.catalog import Catalog, SourceRef
+from geoseg.errors import ConfigError
+from geoseg.executor import ExecutorSpec
+from geoseg.export.vector import SUFFIX
+from geoseg.model.bundle import BundleMeta, load_meta
+from geoseg.tiling.grid import TileGrid
+from geoseg.workflow.schema import PredictStep, TrainStep, Workflow, load_workflow
+
+WORK_DIR = ".geoseg-work"
+
+
+@dataclass(frozen=True)
+class PlannedTrain:
+    """A train step with its source resolved and its output path."""
+
+    index: int
+    step: TrainStep
+    source: SourceRef
+    output: Path
+
+    def outputs(self) -> list[Path]:
+        """Final paths this step writes."""
+        return [self.output]
+
+
+@dataclass(frozen=True)
+class PlannedPredict:
+    """A predict step with its source, model and output paths resolved."""
+
+    index: int
+    step: PredictStep
+    source: SourceRef
+    model: Path
+    folder: Path
+
+    @property
+    def work(self) -> Path:
+        """The step's work folder (parts, staged outputs, run record)."""
+        return self.folder / WORK_DIR
+
+    @property
+    def class_map(self) -> Path:
+        """The class-map COG."""
+        return self.folder / "classes.tif"
+
+    @property
+    def confidence(self) -> Path:
+        """The confidence COG."""
+        return self.folder / "confidence.tif"
+
+    def vector(self, fmt: str) -> Path:
+        """The vector layer in format ``fmt``."""
+        return self.folder / f"{self.step.vector.layer}{SUFFIX[fmt]}"
+
+    def outputs(self) -> list[Path]:
+        """Final paths this step writes (styles and the manifest are replaced freely)."""
+        paths = [self.class_map, self.confidence]
+        if self.step.vector.enabled:
+            paths += [self.vector(f) for f in self.step.vector.formats]
+        return paths
+
+    def tiling(self, meta: BundleMeta, workflow: Path) -> TileGrid:
+        """The tile grid: the step's tile size/overlap, else the model's; checked against it."""
+        size = self.step.tile_size or meta.tile_size
+        overlap = self.step.overlap if self.step.overlap is not None else meta.overlap
+        where = f"{workflow} steps.{self.index}.predict"
+        if size % meta.network.divisor:
+            raise ConfigError(
+                f"{where}.tile_size {size} must be a multiple of {meta.network.divisor} for "
+                f"model '{meta.name}' ({meta.network.encoder}, depth {meta.network.encoder_depth})"
+            )
+        try:
+            return TileGrid(size, overlap)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+
+
+Planned = PlannedTrain | PlannedPredict
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated workflow, every path absolute, nothing opened."""
+
+    path: Path
+    workflow: Workflow
+    catalog: Catalog
+    steps: list[Planned]
+
+    @property
+    def executor(self) -> ExecutorSpec:
+        """The executor the workflow asks for."""
+        cfg = self.workflow.executor
+        return ExecutorSpec(cfg.kind, cfg.workers, cfg.address, cfg.retries)
+
+
+def _relative(path: Path, text: str) -> Path:
+    """A path from the workflow file, ``${VAR}`` expanded, relative to the file's folder."""
+    expanded = os.path.expandvars(text)
+    if "$" in expanded:
+        raise ConfigError(f"{path}: path '{text}' uses an environment variable that is not set")
+    resolved = Path(expanded).expanduser()
+    return resolved if resolved.is_absolute() else (path.parent / resolved).resolve()
+
+
+def plan_workflow(path: str | Path) -> Plan:
+    """Validate a workflow file and resolve its names and paths (no data is opened)."""
+    wf_path, workflow = load_workflow(path)
+    catalog = Catalog.load(_relative(wf_path, workflow.catalog))
+    planned: list[Planned] = []
+    trained: set[Path] = set()
+    outputs: dict[Path, int] = {}
+    for index, entry in enumerate(workflow.steps):
+        where = f"{wf_path} steps.{index}.{entry.kind}"
+        step_plan: Planned
+        if entry.train is not None:
+            output = _relative(wf_path, entry.train.output)
+            if output.suffix != ".geoseg":
+                raise ConfigError(f"{where}.output must end in .geoseg (a bundle folder): {output}")
+            step_plan = PlannedTrain(index, entry.train, catalog.source(entry.train.source), output)
+            source = step_plan.source
+            if entry.train.labels is not None or source.labels:
+                source.label(entry.train.labels)
+            missing = [b for b in entry.train.bands or [] if b not in source.band_names]
+            if missing:
+                raise ConfigError(
+                    f"{where}.bands: source '{source.name}' has no band(s) {missing}; it has "
+                    f"{list(source.band_names)}"
+                )
+            trained.add(output)
+        else:
+            step = entry.predict
+            if step is None:  # excluded by Step's validator
+                raise ConfigError(f"{where}: a step needs 'train' or 'predict'")
+            model = _relative(wf_path, step.model)
+            step_plan = PlannedPredict(
+                index, step, catalog.source(step.source), model, _relative(wf_path, step.output)
+            )
+            if step_plan.folder.exists() and not step_plan.folder.is_dir():
+                raise ConfigError(f"{where}.output {step_plan.folder} exists and is not a folder")
+            if model not in trained:
+                meta = load_meta(model)
+                _check_names(meta, step_plan.source, where)
+                step_plan.tiling(meta, wf_path)
+        for out in step_plan.outputs():
+            if out in outputs:
+                raise ConfigError(f"{where} writes {out}, which step {outputs[out]} writes too")
+            outputs[out] = index
+        planned.append(step_plan)
+    return Plan(wf_path, workflow, catalog, planned)
+
+
+def _check_names(meta: BundleMeta, source: SourceRef, where: str) -> None:
+    """Band names and units, checkable from the catalog alone (pixel size needs the data)."""
+    missing = [b for b in meta.band_names if b not in source.band_names]
+    if missing:
+        raise ConfigError(
+            f"{where}: model '{meta.name}' needs bands {list(meta.band_names)} but source "
+            f"'{source.name}' has {list(source.band_names)}; missing {missing}"
+        )
