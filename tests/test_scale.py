@@ -1,0 +1,164 @@
+"""Issue 3 behaviour: identical outputs across executors and chunkings, surviving a killed
+worker, and resuming a killed run (only missing chunks recomputed, identical outputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+import pytest
+import shapely
+
+from geoseg.errors import ResumeError
+from geoseg.executor import ExecutorSpec
+from geoseg.workflow.run import run_workflow
+from tests.conftest import REPO, needs_data
+
+pytestmark = needs_data()
+CATALOG = REPO / "data_catalog.yaml"
+
+
+def write_workflow(
+    folder: Path, model: Path, chunk: int = 64, min_area: float = 3000, executor: str = "threads"
+) -> Path:
+    path = folder / f"wf-{chunk}-{int(min_area)}-{executor}.yaml"
+    path.write_text(
+        f"version: 1\ncatalog: {CATALOG}\nexecutor: {{kind: {executor}, workers: 2}}\n"
+        f"steps:\n  - predict:\n      source: nc-landsat7\n      model: {model}\n"
+        f"      output: {folder / 'out'}\n      chunk_size: {chunk}\n"
+        f"      vector: {{min_area_m2: {min_area}}}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def layer(folder: Path) -> gpd.GeoDataFrame:
+    frame = pyogrio.read_dataframe(folder / "out" / "landcover.gpkg")
+    frame = frame.sort_values("region_id").reset_index(drop=True)
+    frame["geometry"] = shapely.normalize(frame.geometry.values)
+    return frame
+
+
+def assert_same_outputs(a: Path, b: Path) -> None:
+    """Class maps byte-identical, vector layers equal after normalising."""
+    assert (a / "out" / "classes.tif").read_bytes() == (b / "out" / "classes.tif").read_bytes()
+    assert (a / "out" / "confidence.tif").read_bytes() == (
+        b / "out" / "confidence.tif"
+    ).read_bytes()
+    la, lb = layer(a), layer(b)
+    assert len(la) == len(lb) > 0
+    assert (la.class_id == lb.class_id).all() and (la.pixels == lb.pixels).all()
+    assert shapely.equals(la.geometry.values, lb.geometry.values).all()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Path:
+    """An undisturbed threaded run with 64-px chunks."""
+    folder = tmp_path_factory.mktemp("reference")
+    run_workflow(write_workflow(folder, tiny_bundle), show_progress=False)
+    return folder
+
+
+def test_other_chunk_size_and_a_local_cluster_give_identical_outputs(
+    reference: Path, tmp_path: Path, tiny_bundle: Path
+) -> None:
+    other = tmp_path / "chunks"
+    other.mkdir()
+    run_workflow(write_workflow(other, tiny_bundle, chunk=160), show_progress=False)
+    assert_same_outputs(reference, other)
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    reports = run_workflow(
+        write_workflow(cluster, tiny_bundle, executor="distributed"), show_progress=False
+    )
+    assert reports[0].figures["chunks"] > 10
+    manifest = json.loads((cluster / "out" / "manifest.json").read_text())
+    assert manifest["executor"] == {"kind": "distributed", "workers": 2}
+    assert_same_outputs(reference, cluster)
+
+
+def test_a_worker_killed_mid_run_does_not_change_outputs(
+    reference: Path, tmp_path: Path, tiny_bundle: Path
+) -> None:
+    from dask.distributed import Client, LocalCluster
+
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        victims = list(client.run(os.getpid).values())
+        parts = folder / "out" / ".geoseg-work" / "parts"
+
+        def kill_when_started() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if parts.exists() and len(list(parts.glob("*.json"))) >= 3:
+                    os.kill(victims[0], signal.SIGKILL)
+                    return
+                time.sleep(0.02)
+
+        import threading
+
+        killer = threading.Thread(target=kill_when_started)
+        killer.start()
+        spec = ExecutorSpec("distributed", 2, cluster.scheduler_address)
+        reports = run_workflow(
+            write_workflow(folder, tiny_bundle), show_progress=False, executor=spec
+        )
+        killer.join()
+        assert reports[0].figures["chunks"] > 10
+        assert victims[0] not in client.run(os.getpid).values(), "the worker really died"
+    assert_same_outputs(reference, folder)
+
+
+def start_and_kill(workflow: Path, out: Path, after_chunks: int) -> int:
+    """Start ``geoseg run`` in a subprocess and SIGKILL it once some chunks are finished."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "geoseg.cli.main", "-q", "run", str(workflow)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    parts = out / ".geoseg-work" / "parts"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if parts.exists() and len(list(parts.glob("*.json"))) >= after_chunks:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return len(list(parts.glob("*.json")))
+
+
+def test_resume_after_kill_recomputes_only_missing_chunks(
+    reference: Path, tmp_path: Path, tiny_bundle: Path
+) -> None:
+    workflow = write_workflow(tmp_path, tiny_bundle)
+    finished = start_and_kill(workflow, tmp_path / "out", after_chunks=12)
+    assert not (tmp_path / "out" / "classes.tif").exists()
+    reports = run_workflow(workflow, show_progress=False, resume=True)
+    figures = reports[0].figures
+    assert figures["chunks_reused"] == finished >= 12
+    assert figures["chunks_computed"] == figures["chunks"] - finished
+    assert_same_outputs(reference, tmp_path)
+
+
+def test_a_changed_config_refuses_to_resume(tmp_path: Path, tiny_bundle: Path) -> None:
+    start_and_kill(write_workflow(tmp_path, tiny_bundle), tmp_path / "out", after_chunks=2)
+    changed = write_workflow(tmp_path, tiny_bundle, min_area=5000)
+    with pytest.raises(ResumeError, match=r"cannot resume .*the step's configuration changed"):
+        run_workflow(changed, show_progress=False, resume=True)
+    # without --resume the unfinished run is discarded and a fresh one completes
+    reports = run_workflow(changed, show_progress=False)
+    assert reports[0].figures["chunks_reused"] == 0
