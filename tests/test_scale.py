@@ -103,7 +103,7 @@ def test_a_worker_killed_mid_run_does_not_change_outputs(
         def kill_when_started() -> None:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                if parts.exists() and len(list(parts.glob("*.json"))) >= 3:
+                if parts.exists() and len(list(parts.glob("r*.json"))) >= 3:
                     os.kill(victims[0], signal.SIGKILL)
                     return
                 time.sleep(0.02)
@@ -132,13 +132,13 @@ def start_and_kill(workflow: Path, out: Path, after_chunks: int) -> int:
     parts = out / ".geoseg-work" / "parts"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
-        if parts.exists() and len(list(parts.glob("*.json"))) >= after_chunks:
+        if parts.exists() and len(list(parts.glob("r*.json"))) >= after_chunks:
             break
         time.sleep(0.02)
     assert process.poll() is None, "the run ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    return len(list(parts.glob("*.json")))
+    return len(list(parts.glob("r*.json")))
 
 
 def test_resume_after_kill_recomputes_only_missing_chunks(
