@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -90,6 +91,8 @@ def main(
     """geoseg: land-cover, crop and weed maps from large rasters."""
     _state["verbosity"] = -1 if quiet else verbose
     _setup_logging(_state["verbosity"])
+    # Bound GDAL's block cache (default: 5 % of RAM) unless the user chose a size.
+    os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 
 def _progress() -> bool:
