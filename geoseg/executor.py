@@ -14,8 +14,10 @@ bounded window of tasks is in flight, so results never pile up in the client. Ex
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -76,10 +78,13 @@ class _Ticker(Callback):
 class Executor:
     """Runs ``fn`` over items on the configured Dask scheduler (see the module docstring)."""
 
-    def __init__(self, spec: ExecutorSpec, show_progress: bool, client: Any = None) -> None:
+    def __init__(
+        self, spec: ExecutorSpec, show_progress: bool, client: Any = None, pool: Any = None
+    ) -> None:
         self.spec = spec
         self.show_progress = show_progress
         self.client = client
+        self.pool = pool
 
     @property
     def window(self) -> int:
@@ -107,7 +112,10 @@ class Executor:
                 ]
                 with _Ticker(progress, task, prefix):
                     yield from compute(
-                        *batch, scheduler=self.spec.kind, num_workers=max(1, self.spec.workers)
+                        *batch,
+                        scheduler=self.spec.kind,
+                        num_workers=max(1, self.spec.workers),
+                        pool=self.pool,
                     )
 
     def map(
@@ -163,8 +171,15 @@ class Executor:
 @contextmanager
 def open_executor(spec: ExecutorSpec, show_progress: bool = True) -> Iterator[Executor]:
     """An :class:`Executor` for a whole run (a distributed client is opened once, then closed)."""
-    if spec.kind != "distributed":
+    if spec.kind == "threads":
         yield Executor(spec, show_progress)
+        return
+    if spec.kind == "processes":
+        # One pool for the whole run: Dask would otherwise start a new pool per compute call.
+        # 'spawn' keeps workers clean of the parent's threads (torch's OpenMP pool, Dask's).
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=max(1, spec.workers), mp_context=context) as pool:
+            yield Executor(spec, show_progress, pool=pool)
         return
     from dask.distributed import Client, LocalCluster
 
