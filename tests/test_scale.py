@@ -84,6 +84,13 @@ def test_other_chunk_size_and_a_local_cluster_give_identical_outputs(
     assert_same_outputs(reference, cluster)
 
 
+def test_the_process_pool_executor_gives_identical_outputs(
+    reference: Path, tmp_path: Path, tiny_bundle: Path
+) -> None:
+    run_workflow(write_workflow(tmp_path, tiny_bundle, executor="processes"), show_progress=False)
+    assert_same_outputs(reference, tmp_path)
+
+
 def test_a_worker_killed_mid_run_does_not_change_outputs(
     reference: Path, tmp_path: Path, tiny_bundle: Path
 ) -> None:
