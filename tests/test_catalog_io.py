@@ -108,7 +108,7 @@ def test_truncated_blocks_fail_at_read_naming_file_and_window(
     (tmp_path / "trunc.tif").write_bytes(data[: len(data) // 2])
     source = source_from(tmp_path, "  s:\n    file: trunc.tif\n    bands: [{name: a}]\n")
     with pytest.raises(
-        RasterReadError, match=r"trunc\.tif band 1, window rows 384:512, cols 0:512"
+        RasterReadError, match=r"trunc\.tif band\(s\) \[1\], window rows 384:512, cols 0:512"
     ):
         source.read(Window(384, 0, 128, 512))
 
@@ -233,3 +233,31 @@ def test_band_selections_of_one_source_are_distinct_dask_arrays() -> None:
     eager = source.read(source.grid.window)
     np.testing.assert_allclose(sums_b, np.nansum(eager[[3, 2]], axis=(1, 2)), rtol=1e-6)
     np.testing.assert_allclose(sums_a, np.nansum(eager[[0, 1]], axis=(1, 2)), rtol=1e-6)
+
+
+def test_alpha_band_masks_pixels(tmp_path: Path) -> None:
+    from rasterio.enums import ColorInterp
+
+    rgba = np.full((4, 3, 3), 100, dtype=np.uint8)
+    rgba[3] = 255
+    rgba[3, 0, 0] = 0  # transparent: nodata
+    path = tmp_path / "rgba.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        height=3,
+        width=3,
+        count=4,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 0, 0, -10, 0),
+        photometric="RGB",
+        alpha="YES",
+    ) as dst:
+        dst.write(rgba)
+    with rasterio.open(path) as ds:
+        assert ds.colorinterp[3] == ColorInterp.alpha
+    body = "  s:\n    file: rgba.tif\n    bands: [{name: r}, {name: g}, {name: b}]\n"
+    data = source_from(tmp_path, body).read(Window(0, 0, 3, 3))
+    assert np.isnan(data[:, 0, 0]).all() and np.isfinite(data[:, 1:, :]).all()

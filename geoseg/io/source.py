@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 from numpy.typing import NDArray
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 
 from geoseg.catalog import BandRef, LabelRef, SourceRef
@@ -39,22 +40,36 @@ def _grid_mismatch(what: str, path: Path, grid: Grid, ref_path: Path, ref_grid: 
     )
 
 
-def _read_band(
-    path: Path, band: int, window: Window, nodata: float | None
+def _read_bands(
+    path: Path, bands: Sequence[int], window: Window, nodata: Sequence[float | None]
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """Read one band's in-image window as float32 plus its validity mask."""
+    """Read bands of one file over an in-image window: float32 values and validity masks.
+
+    One open and one read for all bands (a pixel-interleaved file decompresses each block once).
+    Validity: the catalog's nodata when given; else the file's nodata value compared directly;
+    else GDAL's mask (alpha band, internal mask), read only when there is one.
+    """
     with open_raster(path) as ds:
         try:
-            values = ds.read(band, window=window.to_rasterio())
-            valid = (
-                values != nodata
-                if nodata is not None
-                else ds.read_masks(band, window=window.to_rasterio()) > 0
-            )
+            values = ds.read(list(bands), window=window.to_rasterio())
+            valid = np.ones(values.shape, dtype=bool)
+            for i, (band, override) in enumerate(zip(bands, nodata, strict=True)):
+                flags = ds.mask_flag_enums[band - 1]
+                file_nodata = ds.nodatavals[band - 1]
+                if override is not None:
+                    valid[i] = values[i] != override
+                elif MaskFlags.nodata in flags and file_nodata is not None:
+                    valid[i] = (
+                        ~np.isnan(values[i])
+                        if np.isnan(file_nodata)
+                        else (values[i] != values.dtype.type(file_nodata))
+                    )
+                elif MaskFlags.all_valid not in flags:
+                    valid[i] = ds.read_masks(band, window=window.to_rasterio()) > 0
         except RasterioError as exc:
             raise RasterReadError(
-                f"reading {path} band {band}, window {window} failed: {exc}. The file may be "
-                "truncated or corrupt; re-create it"
+                f"reading {path} band(s) {list(bands)}, window {window} failed: {exc}. The file "
+                "may be truncated or corrupt; re-create it"
             ) from exc
     data = values.astype(np.float32, copy=False)
     valid &= np.isfinite(data)
@@ -132,11 +147,18 @@ class RasterSource:
         if inside is None:
             return out
         rows, cols = inside.relative_to(window).slices
+        by_file: dict[Path, list[int]] = {}
         for index, band in enumerate(self.ref.bands):
-            data, valid = _read_band(band.path, band.band, inside, band.nodata)
-            data = data * np.float32(band.scale) + np.float32(band.offset)
-            data[~valid] = np.nan
-            out[index, rows, cols] = data
+            by_file.setdefault(band.path, []).append(index)
+        for path, indexes in by_file.items():
+            bands = [self.ref.bands[i] for i in indexes]
+            data, valid = _read_bands(
+                path, [b.band for b in bands], inside, [b.nodata for b in bands]
+            )
+            for k, (index, band) in enumerate(zip(indexes, bands, strict=True)):
+                values = data[k] * np.float32(band.scale) + np.float32(band.offset)
+                values[~valid[k]] = np.nan
+                out[index, rows, cols] = values
         return out
 
     def chunk_shape(self, target: int = DEFAULT_CHUNK) -> tuple[int, int]:
@@ -248,8 +270,8 @@ class LabelLayer:
         inside = window.intersection(self.grid.window)
         if inside is None:
             return out
-        data, valid = _read_band(self.ref.path, self.ref.band, inside, self.ref.nodata)
-        codes = np.where(valid & (data >= 0) & (data <= 255), data, 0).astype(np.int64)
+        data, valid = _read_bands(self.ref.path, [self.ref.band], inside, [self.ref.nodata])
+        codes = np.where(valid[0] & (data[0] >= 0) & (data[0] <= 255), data[0], 0).astype(np.int64)
         if self.lookup is not None:
             codes = np.asarray(self.lookup, dtype=np.int64)[codes]
         out[inside.relative_to(window).slices] = codes.astype(np.uint8)
