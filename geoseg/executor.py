@@ -18,6 +18,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -106,17 +107,26 @@ class Executor:
                 return
             prefix = f"geoseg-{label.replace(' ', '-')}-"
             for start in range(0, len(items), self.window):
+                window = items[start : start + self.window]
                 batch = [
                     delayed(fn, pure=False)(item, dask_key_name=f"{prefix}{start + i}")
-                    for i, item in enumerate(items[start : start + self.window])
+                    for i, item in enumerate(window)
                 ]
-                with _Ticker(progress, task, prefix):
-                    yield from compute(
-                        *batch,
-                        scheduler=self.spec.kind,
-                        num_workers=max(1, self.spec.workers),
-                        pool=self.pool,
-                    )
+                try:
+                    with _Ticker(progress, task, prefix):
+                        results = compute(
+                            *batch,
+                            scheduler=self.spec.kind,
+                            num_workers=max(1, self.spec.workers),
+                            pool=self.pool,
+                        )
+                except BrokenProcessPool as exc:
+                    names = ", ".join(describe(item) for item in window)
+                    raise ChunkFailedError(
+                        f"{label}: a worker process died while running one of: {names}. "
+                        "Check memory (or run with fewer workers / smaller chunks)"
+                    ) from exc
+                yield from results
 
     def map(
         self,

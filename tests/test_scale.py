@@ -169,3 +169,103 @@ def test_a_changed_config_refuses_to_resume(tmp_path: Path, tiny_bundle: Path) -
     # without --resume the unfinished run is discarded and a fresh one completes
     reports = run_workflow(changed, show_progress=False)
     assert reports[0].figures["chunks_reused"] == 0
+
+
+def test_fingerprint_sees_catalog_model_and_band_order_changes(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    import shutil
+
+    from geoseg.model.bundle import load_meta
+    from geoseg.workflow.plan import plan_workflow
+    from geoseg.workflow.resume import differences, fingerprint
+
+    def fingerprint_of(catalog_text: str, bundle: Path) -> dict[str, object]:
+        catalog = tmp_path / "catalog.yaml"
+        catalog.write_text(catalog_text)
+        path = tmp_path / "wf.yaml"
+        path.write_text(
+            f"version: 1\ncatalog: {catalog}\nsteps:\n  - predict:\n      source: nc-landsat7\n"
+            f"      model: {bundle}\n      output: {tmp_path / 'out'}\n"
+        )
+        step = plan_workflow(path).steps[0]
+        return fingerprint(step, load_meta(bundle), 1, "cpu")  # type: ignore[arg-type]
+
+    original = CATALOG.read_text().replace("${GEOSEG_DATA}", str(REPO.parent / "shared/data"))
+    base = fingerprint_of(original, tiny_bundle)
+    assert fingerprint_of(original, tiny_bundle) == base
+    scaled = original.replace('lsat7_2000_30.tif"}', 'lsat7_2000_30.tif", scale: 0.5}')
+    assert differences(base, fingerprint_of(scaled, tiny_bundle)) == [
+        "the source's catalog definition"
+    ]
+    swapped = (
+        original.replace("lsat7_2000_30.tif", "TMP")
+        .replace("lsat7_2000_40.tif", "lsat7_2000_30.tif")
+        .replace("TMP", "lsat7_2000_40.tif")
+    )
+    changed = differences(base, fingerprint_of(swapped, tiny_bundle))
+    assert "the source's catalog definition" in changed and any("input" in c for c in changed)
+    copy = tmp_path / "copy.geoseg"
+    shutil.copytree(tiny_bundle, copy)
+    before = fingerprint_of(original, copy)
+    meta = (copy / "bundle.json").read_text().replace('"mean": 60.0', '"mean": 61.0', 1)
+    (copy / "bundle.json").write_text(meta)
+    assert differences(before, fingerprint_of(original, copy)) == ["the model's bundle.json"]
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path, tiny_bundle: Path) -> None:
+    from geoseg.errors import OutputExistsError
+    from geoseg.workflow.resume import output_lock
+
+    workflow = write_workflow(tmp_path, tiny_bundle)
+    with (
+        output_lock(tmp_path / "out"),
+        pytest.raises(OutputExistsError, match=r"another geoseg run \(pid \d+\) is writing .*out"),
+    ):
+        run_workflow(workflow, show_progress=False)
+
+
+def test_stale_outputs_go_even_after_an_interrupted_overwrite(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    full = write_workflow(tmp_path, tiny_bundle)
+    full.write_text(
+        full.read_text().replace(
+            "min_area_m2: 3000}", "min_area_m2: 3000, formats: [gpkg, geojson]}"
+        )
+    )
+    run_workflow(full, show_progress=False)
+    assert (tmp_path / "out" / "landcover.geojson").exists()
+    slim = write_workflow(tmp_path, tiny_bundle, min_area=4000)  # gpkg only
+    command = [sys.executable, "-m", "geoseg.cli.main", "-q", "run", str(slim), "--overwrite"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parts = tmp_path / "out" / ".geoseg-work" / "parts"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if parts.exists() and len(list(parts.glob("r*.json"))) >= 2:
+            break
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (tmp_path / "out" / "landcover.geojson").exists(), "untouched until commit"
+    assert (tmp_path / "out" / "manifest.json").exists(), "the old run stays described"
+    run_workflow(slim, overwrite=True, show_progress=False)
+    assert not (tmp_path / "out" / "landcover.geojson").exists()
+
+
+def _die(_: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+def test_a_dying_process_pool_worker_names_the_chunks() -> None:
+    from geoseg.errors import ChunkFailedError
+    from geoseg.executor import open_executor
+
+    with (
+        open_executor(ExecutorSpec("processes", 1), show_progress=False) as ex,
+        pytest.raises(
+            ChunkFailedError, match=r"a worker process died while running one of: item 0"
+        ),
+    ):
+        ex.map(_die, [0], "test", lambda i: f"item {i}")

@@ -120,8 +120,6 @@ def run_predict(
             log.warning("discarding the unfinished run in %s (use --resume to continue it)", work)
         shutil.rmtree(work, ignore_errors=True)
         write_run_record(step, fingerprint)
-    previous = previous_outputs(step.folder)
-    (step.folder / MANIFEST_NAME).unlink(missing_ok=True)
     threads = int(fingerprint["torch_threads"])
     job = PredictJob(
         source, functools.partial(predictor, step.model, cfg.device, threads), spec, work / "parts"
@@ -179,14 +177,6 @@ def run_predict(
                 convert(gpkg, cfg.vector.layer, stage[step.vector(fmt)], fmt, overwrite=True)
         extras[style_path(step.vector("gpkg"))] = write_style(style_path(gpkg), vector_qml(styles))
         timings["export_s"] = time.perf_counter() - clock
-    commit(stage, overwrite=overwrite or state == "resume")
-    commit(extras, overwrite=True)
-    for stale in set(previous) - set(step.outputs()):  # outputs this run no longer makes
-        stale.unlink(missing_ok=True)
-        if style_path(stale) not in extras:
-            style_path(stale).unlink(missing_ok=True)
-    shutil.rmtree(work, ignore_errors=True)
-
     timings["total_s"] = time.perf_counter() - clock_start
     megapixels = source.grid.height * source.grid.width / 1e6
     area_km2 = megapixels * 1e6 * pixel_area_m2(source.grid) / 1e6
@@ -198,6 +188,16 @@ def run_predict(
         "total_km2_per_h": round(area_km2 / (timings["total_s"] / 3600), 1),
     }
     figures["timings"] = {k: round(v, 3) for k, v in timings.items()}
+
+    # Commit: the previous run's manifest stays valid (its outputs untouched) until here.
+    previous = previous_outputs(step.folder)
+    (step.folder / MANIFEST_NAME).unlink(missing_ok=True)
+    commit(stage, overwrite=overwrite or state == "resume")
+    commit(extras, overwrite=True)
+    for stale in set(previous) - set(step.outputs()):  # outputs this run no longer makes
+        stale.unlink(missing_ok=True)
+        if style_path(stale) not in extras:
+            style_path(stale).unlink(missing_ok=True)
     write_manifest(
         step.folder,
         {
@@ -224,4 +224,5 @@ def run_predict(
             "started": started,
         },
     )
+    shutil.rmtree(work, ignore_errors=True)  # kept until the manifest exists, for --resume
     return figures

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from geoseg import __version__
 from geoseg.errors import OutputExistsError, ResumeError
 from geoseg.export.atomic import atomic_path, check_writable
-from geoseg.model.bundle import BundleMeta, file_sha256
+from geoseg.model.bundle import META_FILE, BundleMeta, file_sha256
 from geoseg.workflow.manifest import MANIFEST_NAME, config_hash
 from geoseg.workflow.plan import PlannedPredict
 
@@ -51,12 +51,36 @@ def input_checksum(path: Path) -> dict[str, Any]:
 def fingerprint(
     step: PlannedPredict, meta: BundleMeta, threads: int, device: str
 ) -> dict[str, Any]:
-    """Everything the outputs of ``step`` depend on (only the band files the model reads)."""
-    used = dict.fromkeys(b.path for b in step.source.bands if b.name in meta.band_names)
+    """Everything the outputs of ``step`` depend on.
+
+    The step's config; the whole model bundle (weights and ``bundle.json``: bands,
+    normalisation, classes); the source's definition as resolved from the catalog for the bands
+    the model reads (files, band indexes, nodata, scale, offset, units, asserted CRS), in the
+    model's band order; those files' checksums; geoseg's version, the device and thread count.
+    """
+    by_name = {b.name: b for b in step.source.bands}
+    bands = [by_name[name] for name in meta.band_names if name in by_name]
+    used = dict.fromkeys(b.path for b in bands)
     return {
         "geoseg": __version__,
         "config_sha256": config_hash(step.step),
         "model_weights_sha256": meta.weights_sha256,
+        "model_meta_sha256": file_sha256(step.model / META_FILE),
+        "source": {
+            "bands": [
+                {
+                    "name": b.name,
+                    "path": str(b.path),
+                    "band": b.band,
+                    "nodata": b.nodata,
+                    "scale": b.scale,
+                    "offset": b.offset,
+                }
+                for b in bands
+            ],
+            "units": step.source.units,
+            "crs": step.source.crs,
+        },
         "inputs": [input_checksum(p) for p in used],
         "device": device,
         "torch_threads": threads,
@@ -64,25 +88,22 @@ def fingerprint(
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human-readable names of what changed between two fingerprints."""
+    """Human-readable names of what changed between two fingerprints (inputs compared in order)."""
+    names = {
+        "config_sha256": "the step's configuration",
+        "model_weights_sha256": "the model's weights",
+        "model_meta_sha256": "the model's bundle.json",
+        "source": "the source's catalog definition",
+    }
     changed = []
     for key in sorted(set(old) | set(new)):
         if key == "inputs":
-            before = {i["path"]: i for i in old.get(key, [])}
-            for item in new.get(key, []):
-                if before.get(item["path"]) != item:
-                    changed.append(f"input {item['path']}")
-            changed += [
-                f"input {p} (removed)"
-                for p in before.keys() - {i["path"] for i in new.get(key, [])}
-            ]
+            before, after = old.get(key, []), new.get(key, [])
+            changed += [f"input {b['path']}" for a, b in zip(before, after, strict=False) if a != b]
+            if len(before) != len(after):
+                changed.append("the number of input files")
         elif old.get(key) != new.get(key):
-            changed.append(
-                {
-                    "config_sha256": "the step's configuration",
-                    "model_weights_sha256": "the model's weights",
-                }.get(key, key)
-            )
+            changed.append(names.get(key, key))
     return changed
 
 

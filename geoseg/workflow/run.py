@@ -9,6 +9,7 @@ must not exist unless ``--overwrite``. Train steps refuse an existing bundle unl
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,15 @@ def run_workflow(
     """Plan, check every step's outputs, then execute the steps in order."""
     plan = plan_workflow(path)
     spec = executor or plan.executor
+    with ExitStack() as locks:
+        for folder in dict.fromkeys(s.folder for s in plan.steps if isinstance(s, PlannedPredict)):
+            locks.enter_context(output_lock(folder))  # before any hashing or compute
+        return _run(plan, spec, overwrite, show_progress, resume)
+
+
+def _run(
+    plan: Plan, spec: ExecutorSpec, overwrite: bool, show_progress: bool, resume: bool
+) -> list[StepReport]:
     trained = {s.output for s in plan.steps if isinstance(s, PlannedTrain)}
     states: dict[int, tuple[State, dict[str, Any] | None]] = {}
     for step in plan.steps:
@@ -80,10 +90,9 @@ def run_workflow(
                 )
                 reports.append(StepReport(step.index, "predict", step.outputs(), {}, True))
                 continue
-            with output_lock(step.folder):
-                figures = run_predict(
-                    plan, step, ex, current or _fingerprint(step, spec), state, overwrite
-                )
+            figures = run_predict(
+                plan, step, ex, current or _fingerprint(step, spec), state, overwrite
+            )
             reports.append(StepReport(step.index, "predict", step.outputs(), figures))
     return reports
 
