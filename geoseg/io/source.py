@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 
-from geoseg.catalog import BandRef, LabelRef, SourceRef
+from geoseg.catalog import SourceRef
 from geoseg.errors import GridMismatchError, RasterOpenError, RasterReadError
 from geoseg.io.raster import checked_grid, open_raster, quiet_georeference_warnings
 from geoseg.types import Grid, Window
@@ -31,7 +31,8 @@ from geoseg.types import Grid, Window
 DEFAULT_CHUNK = 1024
 
 
-def _grid_mismatch(what: str, path: Path, grid: Grid, ref_path: Path, ref_grid: Grid) -> str:
+def grid_mismatch(what: str, path: Path, grid: Grid, ref_path: Path, ref_grid: Grid) -> str:
+    """A message saying ``path`` is not on the grid of ``ref_path``, and how to fix it."""
     return (
         f"{what} {path} ({grid.describe()}, origin {grid.transform.c:g},{grid.transform.f:g}) is "
         f"not on the grid of {ref_path} ({ref_grid.describe()}, origin "
@@ -40,7 +41,7 @@ def _grid_mismatch(what: str, path: Path, grid: Grid, ref_path: Path, ref_grid: 
     )
 
 
-def _read_bands(
+def read_bands(
     path: Path, bands: Sequence[int], window: Window, nodata: Sequence[float | None]
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Read bands of one file over an in-image window: float32 values and validity masks.
@@ -107,7 +108,7 @@ class RasterSource:
                     block_shape = (int(block_h), int(block_w))
                 elif not band_grid.same_as(grid):
                     raise GridMismatchError(
-                        _grid_mismatch("band file", band.path, band_grid, first, grid)
+                        grid_mismatch("band file", band.path, band_grid, first, grid)
                     )
         if grid is None:  # SourceSpec requires at least one band
             raise RasterOpenError(f"source '{ref.name}' has no bands")
@@ -152,7 +153,7 @@ class RasterSource:
             by_file.setdefault(band.path, []).append(index)
         for path, indexes in by_file.items():
             bands = [self.ref.bands[i] for i in indexes]
-            data, valid = _read_bands(
+            data, valid = read_bands(
                 path, [b.band for b in bands], inside, [b.nodata for b in bands]
             )
             for k, (index, band) in enumerate(zip(indexes, bands, strict=True)):
@@ -233,56 +234,3 @@ class _LazySource:
                 (self.source.count, max(row1 - row0, 0), max(col1 - col0, 0)), np.float32
             )
         return self.source.read(Window(row0, col0, row1 - row0, col1 - col0))[bands]
-
-
-@dataclass(frozen=True, slots=True)
-class LabelLayer:
-    """A label raster opened against a source grid; reads give common class codes (0 = none)."""
-
-    ref: LabelRef
-    grid: Grid
-    lookup: tuple[int, ...] | None
-
-    @classmethod
-    def open(cls, ref: LabelRef, grid: Grid, source_name: str, source_path: Path) -> LabelLayer:
-        """Open and check that the labels lie on ``grid`` (equivalent CRSs accepted)."""
-        with quiet_georeference_warnings(), open_raster(ref.path) as ds:
-            if ref.band > ds.count:
-                raise RasterOpenError(f"label file {ref.path} has no band {ref.band}")
-            label_grid = checked_grid(ds, ref.path)
-        if not label_grid.same_as(grid):
-            raise GridMismatchError(
-                _grid_mismatch(f"labels '{ref.name}'", ref.path, label_grid, source_path, grid)
-                + f" (source '{source_name}')"
-            )
-        lookup = None
-        if ref.mapping is not None:
-            table = [0] * 256
-            for src, dst in ref.mapping:
-                if 0 <= src <= 255:
-                    table[src] = dst
-            lookup = tuple(table)
-        return cls(ref, label_grid, lookup)
-
-    def read(self, window: Window) -> NDArray[np.uint8]:
-        """Class codes for ``window`` (outside the image and nodata are 0)."""
-        out = np.zeros(window.shape, dtype=np.uint8)
-        inside = window.intersection(self.grid.window)
-        if inside is None:
-            return out
-        data, valid = _read_bands(self.ref.path, [self.ref.band], inside, [self.ref.nodata])
-        codes = np.where(valid[0] & (data[0] >= 0) & (data[0] <= 255), data[0], 0).astype(np.int64)
-        if self.lookup is not None:
-            codes = np.asarray(self.lookup, dtype=np.int64)[codes]
-        out[inside.relative_to(window).slices] = codes.astype(np.uint8)
-        return out
-
-
-def open_labels(source: RasterSource, name: str | None = None) -> LabelLayer:
-    """Open the source's label layer ``name`` on the source grid."""
-    return LabelLayer.open(
-        source.ref.label(name), source.grid, source.name, source.ref.bands[0].path
-    )
-
-
-__all__ = ["BandRef", "LabelLayer", "RasterSource", "open_labels"]

@@ -24,7 +24,8 @@ from geoseg.errors import TrainingError
 from geoseg.evaluate.metrics import Scores, confusion_matrix, scores
 from geoseg.executor import progress_bar
 from geoseg.export.atomic import atomic_path, check_writable
-from geoseg.io.source import RasterSource, open_labels
+from geoseg.io.labels import open_labels
+from geoseg.io.source import RasterSource
 from geoseg.model.bundle import BandStats, BundleMeta, ClassInfo, DataProvenance
 from geoseg.model.network import build_network
 from geoseg.model.predictor import Predictor, resolve_device
