@@ -148,15 +148,10 @@ class SourceRef:
         return tuple(dict.fromkeys(b.path for b in self.bands))
 
     def label(self, name: str | None = None) -> LabelRef:
-        """The label layer called ``name`` (or the only one when ``name`` is None)."""
+        """The label layer called ``name`` (the first one listed when ``name`` is None)."""
         if not self.labels:
             raise CatalogError(f"source '{self.name}' has no label layers; add 'labels:' to it")
         if name is None:
-            if len(self.labels) > 1:
-                names = [lab.name for lab in self.labels]
-                raise CatalogError(
-                    f"source '{self.name}' has several label layers {names}; name one"
-                )
             return self.labels[0]
         for lab in self.labels:
             if lab.name == name:
