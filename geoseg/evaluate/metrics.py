@@ -45,6 +45,9 @@ class ClassScore:
     precision: float | None
     recall: float | None
     f1: float | None
+    boundary_precision: float | None = None
+    boundary_recall: float | None = None
+    boundary_f: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,8 @@ class Scores:
     classes: tuple[ClassScore, ...]
     miou: float | None
     overall_accuracy: float | None
+    boundary_f: float | None = None
+    tolerance_px: int | None = None
 
     def as_dict(self, names: dict[int, str] | None = None) -> dict[str, object]:
         """JSON-ready figures."""
@@ -83,8 +88,23 @@ def _ratio(num: int, den: int) -> float | None:
     return float(num) / float(den) if den > 0 else None
 
 
-def scores(matrix: NDArray[np.int64], codes: Sequence[int]) -> Scores:
-    """Per-class IoU/precision/recall/F1, macro mIoU over classes present in the reference."""
+def _f(precision: float | None, recall: float | None) -> float | None:
+    if precision is None or recall is None:
+        return None
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def scores(
+    matrix: NDArray[np.int64],
+    codes: Sequence[int],
+    boundary: NDArray[np.int64] | None = None,
+    tolerance: int | None = None,
+) -> Scores:
+    """Per-class IoU/precision/recall/F1, macro mIoU over classes present in the reference.
+
+    ``boundary`` (per class ``[pred_total, pred_matched, ref_total, ref_matched]``, see
+    :mod:`geoseg.evaluate.boundary`) adds boundary precision/recall/F per class and overall.
+    """
     k = len(codes)
     square = matrix[:, :k]
     support = matrix.sum(axis=1)

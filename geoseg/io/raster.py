@@ -12,13 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import rasterio
+from numpy.typing import NDArray
 from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 
-from geoseg.errors import GeoreferenceError, RasterOpenError
-from geoseg.types import Grid
+from geoseg.errors import GeoreferenceError, RasterOpenError, RasterReadError
+from geoseg.types import Grid, Window
 
 
 @contextmanager
@@ -84,6 +87,19 @@ def checked_grid(dataset: rasterio.DatasetReader, path: Path, crs: str | None = 
             "assert it in the catalog source with 'crs: EPSG:XXXX'"
         )
     return Grid(dataset.height, dataset.width, dataset.transform, file_crs)
+
+
+def read_window(path: Path, window: Window, fill: float = 0) -> NDArray[Any]:
+    """Band 1 of ``path`` over an integer ``window``; parts outside the image become ``fill``."""
+    try:
+        with rasterio.open(path) as ds:
+            inside = window.intersection(Window(0, 0, ds.height, ds.width))
+            out = np.full(window.shape, fill, dtype=ds.dtypes[0])
+            if inside is not None:
+                out[inside.relative_to(window).slices] = ds.read(1, window=inside.to_rasterio())
+            return out
+    except RasterioError as exc:
+        raise RasterReadError(f"reading {path}, window {window} failed: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

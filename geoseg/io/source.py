@@ -162,6 +162,30 @@ class RasterSource:
                 out[index, rows, cols] = values
         return out
 
+    def preview(self, max_size: int = 1200) -> NDArray[np.float32]:
+        """The whole source decimated so its longer side is at most ``max_size`` px (NaN = nodata).
+
+        Read through GDAL's overviews or decimation (``out_shape``), for pictures only.
+        """
+        scale = max(self.grid.height, self.grid.width) / max_size
+        shape = (
+            max(1, round(self.grid.height / max(scale, 1))),
+            max(1, round(self.grid.width / max(scale, 1))),
+        )
+        out = np.full((self.count, *shape), np.nan, dtype=np.float32)
+        for index, band in enumerate(self.ref.bands):
+            with open_raster(band.path) as ds:
+                masked = ds.read(band.band, out_shape=shape, masked=True)
+            values = (
+                masked.filled(np.nan).astype(np.float32)
+                if np.ma.isMaskedArray(masked)
+                else (masked.astype(np.float32))
+            )
+            if band.nodata is not None:
+                values[values == band.nodata] = np.nan
+            out[index] = values * np.float32(band.scale) + np.float32(band.offset)
+        return out
+
     def chunk_shape(self, target: int = DEFAULT_CHUNK) -> tuple[int, int]:
         """A chunk shape near ``target`` px whose edges fall on the file's block boundaries."""
         block_h, block_w = self.block_shape

@@ -16,12 +16,11 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rasterio
 
-from geoseg.errors import RasterReadError
 from geoseg.executor import Executor
+from geoseg.io.raster import read_window
 from geoseg.tiling.grid import Chunk, ChunkPlan
-from geoseg.types import Grid, Window
+from geoseg.types import Grid
 from geoseg.vector.components import ChunkComponents, chunk_components
 from geoseg.vector.measure import measure, pixel_area_m2
 from geoseg.vector.polygonize import Piece, SeamMerger, chunk_pieces, region_image
@@ -57,15 +56,6 @@ class VectorSettings:
         if factor is None:  # degrees: metres -> degrees at ~111 km per degree
             return self.simplify_m / 111_320.0
         return self.simplify_m / factor
-
-
-def read_window(path: Path, window: Window) -> np.ndarray:
-    """Read band 1 of ``path`` over ``window`` (exact integer window)."""
-    try:
-        with rasterio.open(path) as ds:
-            return ds.read(1, window=window.to_rasterio())
-    except rasterio.errors.RasterioError as exc:
-        raise RasterReadError(f"reading {path}, window {window} failed: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
