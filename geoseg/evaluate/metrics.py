@@ -22,6 +22,7 @@ def confusion_matrix(
 
     An extra last column counts labelled pixels predicted as something outside ``codes``
     (nodata or an unknown class). Reference pixels outside ``codes`` are ignored.
+    (The streamed evaluation leaves nodata predictions out before building this matrix.)
     """
     k = len(codes)
     lookup = np.full(256, -1, dtype=np.int64)
@@ -68,6 +69,8 @@ class Scores:
         return {
             "miou": self.miou,
             "overall_accuracy": self.overall_accuracy,
+            "boundary_f": self.boundary_f,
+            "boundary_tolerance_px": self.tolerance_px,
             "per_class": {
                 names.get(c.code, str(c.code)): {
                     "code": c.code,
@@ -77,6 +80,9 @@ class Scores:
                     "f1": c.f1,
                     "support_px": c.support,
                     "predicted_px": c.predicted,
+                    "boundary_precision": c.boundary_precision,
+                    "boundary_recall": c.boundary_recall,
+                    "boundary_f": c.boundary_f,
                 }
                 for c in self.classes
             },
@@ -116,14 +122,24 @@ def scores(
         precision, recall = _ratio(tp, pred), _ratio(tp, sup)
         f1 = _ratio(2 * tp, sup + pred)
         iou = _ratio(tp, sup + pred - tp)
-        per_class.append(ClassScore(int(code), sup, pred, iou, precision, recall, f1))
+        bp = br = bf = None
+        if boundary is not None:
+            bp = _ratio(int(boundary[i, 1]), int(boundary[i, 0]))
+            br = _ratio(int(boundary[i, 3]), int(boundary[i, 2]))
+            bf = _f(bp, br)
+        per_class.append(ClassScore(int(code), sup, pred, iou, precision, recall, f1, bp, br, bf))
     present = [c.iou for c in per_class if c.support > 0 and c.iou is not None]
     miou = float(np.mean(present)) if present else None
-    total = int(support.sum())
+    overall_bf = None
+    if boundary is not None:
+        t = boundary.sum(axis=0)
+        overall_bf = _f(_ratio(int(t[1]), int(t[0])), _ratio(int(t[3]), int(t[2])))
     return Scores(
         tuple(int(c) for c in codes),
         matrix,
         tuple(per_class),
         miou,
-        _ratio(int(correct.sum()), total),
+        _ratio(int(correct.sum()), int(support.sum())),
+        overall_bf,
+        tolerance,
     )

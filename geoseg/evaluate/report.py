@@ -100,7 +100,7 @@ def plot_confusion(result: Scores, names: Mapping[int, str], path: Path) -> Path
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     labels = [names.get(c, str(c)) for c in codes]
     ious = {c.code: c.iou for c in result.classes}
-    ax.set_xticks(range(len(codes) + 1), [*labels, "nodata"], rotation=45, ha="right")
+    ax.set_xticks(range(len(codes) + 1), [*labels, "other"], rotation=45, ha="right")
     ax.set_yticks(
         range(len(codes)),
         [
@@ -157,7 +157,8 @@ def plot_overlay(
         table[code] = colour
     classes = ListedColormap(table)
     picture = np.moveaxis(stretch(rgb), 0, -1)
-    fig, axes = plt.subplots(1, 4, figsize=(20, 5.8))
+    height, width = errors.shape
+    fig, axes = plt.subplots(1, 4, figsize=(20, 5 * height / width + 1.3))
     axes[0].imshow(picture)
     axes[0].set_title("imagery")
     for ax, data, title in (
@@ -182,5 +183,11 @@ def plot_overlay(
         if int(c) in colours or int(c) in names
     ]
     handles += [Patch(color=error_colours[c], label=error_names[c]) for c in error_colours]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(len(handles), 8),
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.02),
+    )
     return _save(fig, path)

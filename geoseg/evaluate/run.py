@@ -69,16 +69,21 @@ def evaluate_chunk(job: EvaluateJob, chunk: Chunk) -> ChunkEvaluation:
     halo = Window(core.row - h, core.col - h, core.height + 2 * h, core.width + 2 * h)
     reference = job.labels.read(halo).astype(np.int64)
     prediction = read_window(job.prediction, halo, 0).astype(np.int64)
-    evaluated = (reference > 0) & ~np.isin(reference, job.ignore)
+    labelled = (reference > 0) & ~np.isin(reference, job.ignore)
     if job.within is not None:
-        evaluated &= read_window(job.within, halo, 0) > 0
+        labelled &= read_window(job.within, halo, 0) > 0
+    # Pixels without a prediction (nodata in the imagery) never count in the metrics (GUIDE §4);
+    # they are counted apart and shown as "missed" in the error map.
+    evaluated = labelled & (prediction > 0)
     inner = core.relative_to(halo).slices
     ref, pred, ok = reference[inner], prediction[inner], evaluated[inner]
+    missed = labelled[inner] & (pred == 0)
     matrix = (
         np.bincount(ref[ok] * 256 + pred[ok], minlength=256 * 256)
         .reshape(256, 256)
         .astype(np.int64)
     )
+    matrix[:, 0] = np.bincount(ref[missed], minlength=256)  # column 0: labelled, no prediction
     codes = [int(c) for c in np.union1d(np.unique(ref[ok]), np.unique(pred[ok])) if c > 0]
     boundary = np.zeros((256, 4), dtype=np.int64)
     if codes:
@@ -87,11 +92,15 @@ def evaluate_chunk(job: EvaluateJob, chunk: Chunk) -> ChunkEvaluation:
         )
     errors = np.full(core.shape, NODATA, dtype=np.uint8)
     errors[ok & (pred == ref)] = CORRECT
-    errors[ok & (pred != ref) & (pred > 0)] = WRONG_CLASS
-    errors[ok & (pred == 0)] = MISSED
+    errors[ok & (pred != ref)] = WRONG_CLASS
+    errors[missed] = MISSED
     write_part(job.part("errors", chunk), errors, job.grid, core, NODATA)
     write_part(
-        job.part("reference", chunk), np.where(ok, ref, 0).astype(np.uint8), job.grid, core, 0
+        job.part("reference", chunk),
+        np.where(labelled[inner], ref, 0).astype(np.uint8),
+        job.grid,
+        core,
+        0,
     )
     return ChunkEvaluation(matrix, boundary)
 
@@ -121,13 +130,20 @@ def summarise(
 ) -> Scores:
     """Scores over ``classes`` plus every code seen in the reference or the prediction.
 
-    Listing ``classes`` (e.g. the model's) reports those absent from both as absent. The
-    confusion matrix has one column per class plus a last column for labelled pixels predicted
-    as nodata.
+    Listing ``classes`` (e.g. the model's) reports those absent from both as absent. Column 0
+    of ``matrix`` (labelled pixels without a prediction) is left out of the scores: nodata never
+    counts in metrics; :func:`missed_pixels` reports it.
     """
-    seen = {int(c) for c in np.flatnonzero(matrix.sum(axis=1) + matrix.sum(axis=0))} - {0}
+    counted = matrix.copy()
+    counted[:, 0] = 0
+    seen = {int(c) for c in np.flatnonzero(counted.sum(axis=1) + counted.sum(axis=0))} - {0}
     codes = sorted((set(classes or ()) | seen) - set(ignore))
-    square = matrix[np.ix_(codes, codes)]
-    other = matrix[codes].sum(axis=1) - square.sum(axis=1)
+    square = counted[np.ix_(codes, codes)]
+    other = counted[codes].sum(axis=1) - square.sum(axis=1)
     confusion = np.concatenate([square, other[:, None]], axis=1)
     return scores(confusion, codes, boundary[codes], tolerance)
+
+
+def missed_pixels(matrix: NDArray[np.int64]) -> dict[int, int]:
+    """Labelled pixels per reference class that have no prediction (imagery nodata)."""
+    return {int(c): int(n) for c, n in enumerate(matrix[:, 0]) if c > 0 and n > 0}

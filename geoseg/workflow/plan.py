@@ -16,7 +16,13 @@ from geoseg.executor import ExecutorSpec
 from geoseg.export.vector import SUFFIX
 from geoseg.model.bundle import BundleMeta, load_meta
 from geoseg.tiling.grid import TileGrid
-from geoseg.workflow.schema import PredictStep, TrainStep, Workflow, load_workflow
+from geoseg.workflow.schema import (
+    EvaluateStep,
+    PredictStep,
+    TrainStep,
+    Workflow,
+    load_workflow,
+)
 
 WORK_DIR = ".geoseg-work"
 
@@ -87,7 +93,38 @@ class PlannedPredict:
             raise ConfigError(f"{where}: {exc}") from exc
 
 
-Planned = PlannedTrain | PlannedPredict
+@dataclass(frozen=True)
+class PlannedEvaluate:
+    """An evaluate step with its source, prediction, optional mask and output folder resolved."""
+
+    index: int
+    step: EvaluateStep
+    source: SourceRef
+    prediction: Path
+    folder: Path
+    within: Path | None
+
+    @property
+    def work(self) -> Path:
+        """The step's work folder."""
+        return self.folder / WORK_DIR
+
+    def outputs(self) -> list[Path]:
+        """Final paths this step writes."""
+        return [self.folder / name for name in EVALUATE_OUTPUTS]
+
+
+#: What an evaluate step writes into its output folder.
+EVALUATE_OUTPUTS = (
+    "metrics.json",
+    "metrics.csv",
+    "confusion.png",
+    "overlay.png",
+    "errors.tif",
+    "reference.tif",
+)
+
+Planned = PlannedTrain | PlannedPredict | PlannedEvaluate
 
 
 @dataclass(frozen=True)
@@ -140,16 +177,33 @@ def plan_workflow(path: str | Path) -> Plan:
                     f"{list(source.band_names)}"
                 )
             trained.add(output)
+        elif entry.evaluate is not None:
+            cfg = entry.evaluate
+            step_plan = PlannedEvaluate(
+                index,
+                cfg,
+                catalog.source(cfg.source),
+                _relative(wf_path, cfg.prediction),
+                _relative(wf_path, cfg.output),
+                _relative(wf_path, cfg.within) if cfg.within else None,
+            )
+            step_plan.source.label(cfg.labels)
+            predicted = {s.class_map for s in planned if isinstance(s, PlannedPredict)}
+            for needed in (step_plan.prediction, step_plan.within):
+                if needed is not None and needed not in predicted and not needed.is_file():
+                    raise ConfigError(
+                        f"{where}: {needed} does not exist and no earlier step writes it"
+                    )
+            _check_folder(step_plan.folder, where)
         else:
             step = entry.predict
             if step is None:  # excluded by Step's validator
-                raise ConfigError(f"{where}: a step needs 'train' or 'predict'")
+                raise ConfigError(f"{where}: a step needs 'train', 'predict' or 'evaluate'")
             model = _relative(wf_path, step.model)
             step_plan = PlannedPredict(
                 index, step, catalog.source(step.source), model, _relative(wf_path, step.output)
             )
-            if step_plan.folder.exists() and not step_plan.folder.is_dir():
-                raise ConfigError(f"{where}.output {step_plan.folder} exists and is not a folder")
+            _check_folder(step_plan.folder, where)
             if model not in trained:
                 meta = load_meta(model)
                 _check_names(meta, step_plan.source, where)
@@ -160,6 +214,11 @@ def plan_workflow(path: str | Path) -> Plan:
             outputs[out] = index
         planned.append(step_plan)
     return Plan(wf_path, workflow, catalog, planned)
+
+
+def _check_folder(folder: Path, where: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{where}.output {folder} exists and is not a folder")
 
 
 def _check_names(meta: BundleMeta, source: SourceRef, where: str) -> None:

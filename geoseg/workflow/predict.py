@@ -9,16 +9,13 @@ exist are not computed again.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from geoseg.executor import Executor
-from geoseg.export.atomic import check_writable
 from geoseg.export.raster import validate_cog
 from geoseg.export.style import ClassStyle, raster_qml, style_path, vector_qml, write_style
 from geoseg.export.vector import convert, write_gpkg
@@ -35,6 +32,7 @@ from geoseg.stitch.run import (
 from geoseg.tiling.grid import ChunkPlan
 from geoseg.vector.measure import pixel_area_m2
 from geoseg.vector.vectorise import VectoriseJob, VectorSettings, empty_features, vectorise
+from geoseg.workflow.commit import commit, previous_outputs
 from geoseg.workflow.manifest import MANIFEST_NAME, describe_files, now, write_manifest
 from geoseg.workflow.plan import Plan, PlannedPredict
 from geoseg.workflow.resume import RUN_RECORD, State, write_run_record
@@ -45,28 +43,6 @@ log = logging.getLogger(__name__)
 def torch_threads(workers: int) -> int:
     """Torch intra-op threads per Dask worker: the cores shared out, at least one."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
-
-
-def commit(staged: dict[Path, Path], overwrite: bool) -> None:
-    """Move finished files from the work folder to their final paths (renames, same volume)."""
-    for final in staged:
-        check_writable(final, overwrite)
-    for final, path in staged.items():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, final)
-
-
-def previous_outputs(folder: Path) -> list[Path]:
-    """Outputs listed by the manifest of an earlier run in ``folder`` (none when it has none)."""
-    try:
-        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
-        return [
-            Path(entry["path"])
-            for entry in manifest.get("outputs", [])
-            if Path(entry["path"]).parent == folder
-        ]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
 
 
 def _class_styles(meta: BundleMeta) -> list[ClassStyle]:

@@ -17,8 +17,9 @@ from typing import Any
 from geoseg.executor import ExecutorSpec, open_executor
 from geoseg.export.atomic import check_writable
 from geoseg.model.bundle import load_meta
+from geoseg.workflow.evaluate import run_evaluate
 from geoseg.workflow.manifest import MANIFEST_NAME
-from geoseg.workflow.plan import Plan, PlannedPredict, PlannedTrain, plan_workflow
+from geoseg.workflow.plan import Plan, PlannedEvaluate, PlannedPredict, PlannedTrain, plan_workflow
 from geoseg.workflow.predict import run_predict, torch_threads
 from geoseg.workflow.resume import State, fingerprint, output_lock, step_state
 
@@ -55,7 +56,8 @@ def run_workflow(
     plan = plan_workflow(path)
     spec = executor or plan.executor
     with ExitStack() as locks:
-        for folder in dict.fromkeys(s.folder for s in plan.steps if isinstance(s, PlannedPredict)):
+        folders = [s.folder for s in plan.steps if not isinstance(s, PlannedTrain)]
+        for folder in dict.fromkeys(folders):
             locks.enter_context(output_lock(folder))  # before any hashing or compute
         return _run(plan, spec, overwrite, show_progress, resume)
 
@@ -68,6 +70,9 @@ def _run(
     for step in plan.steps:
         if isinstance(step, PlannedTrain):
             check_writable(step.output, overwrite)
+        elif isinstance(step, PlannedEvaluate):
+            for out in step.outputs():
+                check_writable(out, overwrite)
         elif step.model in trained:  # its model does not exist yet: cannot be up to date
             for out in step.outputs():
                 check_writable(out, overwrite)
@@ -80,6 +85,10 @@ def _run(
         for step in plan.steps:
             if isinstance(step, PlannedTrain):
                 reports.append(run_train(plan, step, overwrite, show_progress))
+                continue
+            if isinstance(step, PlannedEvaluate):
+                figures = run_evaluate(plan, step, ex, overwrite)
+                reports.append(StepReport(step.index, "evaluate", step.outputs(), figures))
                 continue
             state, current = states[step.index]
             if state == "up_to_date":

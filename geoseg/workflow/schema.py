@@ -123,25 +123,43 @@ class TrainStep(ClosedModel):
         return self
 
 
+class EvaluateStep(ClosedModel):
+    """Compare a class map with reference labels of a catalog source (raster or polygons)."""
+
+    prediction: str
+    source: str
+    labels: str | None = None
+    output: str
+    tolerance: int = Field(default=3, ge=0, le=50)
+    ignore: list[int] = Field(default_factory=list)
+    classes: list[int] | None = None
+    within: str | None = None
+    chunk_size: int = Field(default=1024, ge=64)
+
+
+STEP_KINDS = ("train", "predict", "evaluate")
+
+
 class Step(ClosedModel):
-    """One step: exactly one of ``train`` or ``predict``."""
+    """One step: exactly one of ``train``, ``predict`` or ``evaluate``."""
 
     train: TrainStep | None = None
     predict: PredictStep | None = None
+    evaluate: EvaluateStep | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:
-        given = [k for k in ("train", "predict") if getattr(self, k) is not None]
+        given = [k for k in STEP_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"a step has exactly one of 'train' or 'predict', got {given or 'none'}"
+                f"a step has exactly one of 'train', 'predict' or 'evaluate', got {given or 'none'}"
             )
         return self
 
     @property
     def kind(self) -> str:
-        """``train`` or ``predict``."""
-        return "train" if self.train is not None else "predict"
+        """``train``, ``predict`` or ``evaluate``."""
+        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
 
 
 class Workflow(ClosedModel):
