@@ -182,6 +182,40 @@ def catalog_list(
         )
 
 
+@app.command("evaluate")
+def evaluate_command(
+    prediction: Annotated[Path, typer.Option(help="Class-map GeoTIFF to evaluate.")],
+    source: Annotated[str, typer.Option(help="Catalog source whose labels are the reference.")],
+    output: Annotated[Path, typer.Option(help="Folder for metrics, plots and error map.")],
+    catalog: Annotated[Path, typer.Option(help="Catalog file.")] = Path("data_catalog.yaml"),
+    labels: Annotated[str | None, typer.Option(help="Label layer (default: the first).")] = None,
+    tolerance: Annotated[int, typer.Option(help="Boundary tolerance in pixels.")] = 3,
+    ignore: Annotated[str | None, typer.Option(help="Comma-separated codes to ignore.")] = None,
+    within: Annotated[
+        Path | None, typer.Option(help="Mask raster: evaluate only where it is non-zero.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+) -> None:
+    """Compare a class map with reference labels: IoU, mIoU, boundary F, plots, error map."""
+    from geoseg.workflow.run import evaluate_once
+
+    def action() -> Any:
+        options = {
+            "prediction": str(prediction.resolve()),
+            "source": source,
+            "labels": labels,
+            "output": str(output.resolve()),
+            "tolerance": tolerance,
+            "ignore": [int(c) for c in ignore.split(",")] if ignore else [],
+            "within": str(within.resolve()) if within else None,
+        }
+        return evaluate_once(catalog, options, overwrite, _progress())
+
+    figures = _guarded(action)
+    for key, value in figures.items():
+        out.print(f"{key}: {value}", highlight=False)
+
+
 @app.command()
 def inspect(raster: Annotated[Path, typer.Argument(help="Raster file.")]) -> None:
     """Print a raster's CRS, size, bands, dtype, nodata and block layout."""

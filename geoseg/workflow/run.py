@@ -113,3 +113,31 @@ def run_train(plan: Plan, step: PlannedTrain, overwrite: bool, show_progress: bo
     result = train(step.step, plan.catalog, step.output, overwrite, show_progress)
     validation = result.meta.metrics.get("validation", {})
     return StepReport(step.index, "train", [step.output], {"validation": validation})
+
+
+def evaluate_once(
+    catalog_path: Path, options: dict[str, Any], overwrite: bool, show_progress: bool
+) -> dict[str, Any]:
+    """Run one evaluate step from command-line options (as ``geoseg evaluate`` does)."""
+    from geoseg.catalog import Catalog
+    from geoseg.config import parse_model
+    from geoseg.workflow.schema import EvaluateStep, Step, Workflow
+
+    where = Path("geoseg evaluate")
+    cfg = parse_model(EvaluateStep, options, where, "command-line options")
+    catalog = Catalog.load(catalog_path)
+    step = PlannedEvaluate(
+        0,
+        cfg,
+        catalog.source(cfg.source),
+        Path(cfg.prediction),
+        Path(cfg.output),
+        Path(cfg.within) if cfg.within else None,
+    )
+    step.source.label(cfg.labels)
+    workflow = Workflow(version=1, catalog=str(catalog.path), steps=[Step(evaluate=cfg)])
+    plan = Plan(where, workflow, catalog, [step])
+    for out in step.outputs():
+        check_writable(out, overwrite)
+    with output_lock(step.folder), open_executor(ExecutorSpec(), show_progress) as ex:
+        return run_evaluate(plan, step, ex, overwrite)

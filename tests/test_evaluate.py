@@ -1,0 +1,204 @@
+"""Evaluation: boundary F by hand, streamed counts equal whole-scene counts, the evaluate step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from geoseg.catalog import Catalog
+from geoseg.evaluate.boundary import boundary_counts, class_edges
+from geoseg.evaluate.metrics import confusion_matrix, scores
+from geoseg.evaluate.run import EvaluateJob, evaluate, missed_pixels, summarise
+from geoseg.executor import Executor, ExecutorSpec
+from geoseg.export.raster import validate_cog
+from geoseg.io.labels import LabelLayer
+from geoseg.tiling.grid import ChunkPlan
+from geoseg.types import Grid
+from tests.conftest import REPO, needs_data, write_catalog
+
+TRANSFORM = Affine(10, 0, 500000, 0, -10, 5800000)
+SERIAL = Executor(ExecutorSpec("threads", 1), show_progress=False)
+
+
+def whole(reference: np.ndarray, prediction: np.ndarray, tolerance: int) -> np.ndarray:
+    core = (slice(None), slice(None))
+    return boundary_counts(reference, prediction, reference > 0, core, [1, 2], tolerance)
+
+
+def test_area_iou_high_but_boundary_f_low() -> None:
+    reference = np.ones((120, 120), dtype=np.int64)
+    reference[10:110, 10:110] = 2  # a 100 x 100 px field
+    prediction = np.ones_like(reference)
+    prediction[6:114, 6:114] = 2  # its outline drawn 4 px too far out, all round
+    matrix = confusion_matrix(reference, prediction, [1, 2])
+    counts = whole(reference, prediction, tolerance=3)
+    result = scores(matrix, [1, 2], counts, 3)
+    field = result.classes[1]
+    assert field.iou == pytest.approx(100 * 100 / (108 * 108))  # 0.857: area looks fine
+    assert field.boundary_f == 0.0 and result.boundary_f == 0.0  # every edge pixel 4 px off
+    relaxed = scores(matrix, [1, 2], whole(reference, prediction, tolerance=6), 6)
+    assert relaxed.classes[1].boundary_f == 1.0  # within 6 px (corners: 5.7), all edges match
+
+
+def test_boundary_edges_ignore_unlabelled_neighbours() -> None:
+    values = np.array([[1, 1, 0, 2], [1, 1, 2, 2]])
+    edges = class_edges(values, values > 0)
+    expected = np.array([[False, False, False, False], [False, True, True, False]])
+    np.testing.assert_array_equal(edges, expected)
+
+
+def write(path: Path, data: np.ndarray, nodata: int = 0) -> Path:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        height=data.shape[0],
+        width=data.shape[1],
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=TRANSFORM,
+        nodata=nodata,
+    ) as dst:
+        dst.write(data.astype(np.uint8), 1)
+    return path
+
+
+def random_maps(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(1, 4, size=(shape[0] // 8 + 1, shape[1] // 8 + 1))
+    reference = np.kron(coarse, np.ones((8, 8), dtype=np.int64))[: shape[0], : shape[1]]
+    prediction = reference.copy()
+    flips = rng.random(shape) < 0.15
+    prediction[flips] = rng.integers(1, 5, size=flips.sum())
+    reference[rng.random(shape) < 0.3] = 0  # sparse labels
+    prediction[:5, :] = 0  # imagery nodata: no prediction
+    return reference, prediction
+
+
+@pytest.mark.parametrize("chunk", [(80, 100), (17, 23), (7, 64)])
+def test_streamed_counts_equal_whole_scene_counts(tmp_path: Path, chunk: tuple[int, int]) -> None:
+    reference, prediction = random_maps((80, 100), seed=3)
+    write(tmp_path / "ref.tif", reference)
+    pred_path = write(tmp_path / "pred.tif", prediction)
+    grid = Grid(80, 100, TRANSFORM, "EPSG:32633")
+    catalog = Catalog.load(
+        write_catalog(
+            tmp_path,
+            "  s:\n    file: pred.tif\n    bands: [{name: a}]\n"
+            "    labels:\n      lab: {file: ref.tif}\n",
+        )
+    )
+    labels = LabelLayer.open(catalog.source("s").labels[0], grid, "s", pred_path)
+    job = EvaluateJob(
+        pred_path,
+        labels,
+        grid,
+        ChunkPlan((80, 100), chunk),
+        (3,),
+        2,
+        None,
+        tmp_path / f"parts-{chunk}",
+    )
+    matrix, boundary = evaluate(job, SERIAL)
+    result = summarise(matrix, boundary, [1, 2, 3, 4, 7], [3], 2)
+
+    evaluated = (reference > 0) & (reference != 3) & (prediction > 0)
+    expected_matrix = confusion_matrix(reference[evaluated], prediction[evaluated], [1, 2, 4, 7])
+    np.testing.assert_array_equal(result.matrix, expected_matrix)
+    core = (slice(None), slice(None))
+    expected_boundary = boundary_counts(reference, prediction, evaluated, core, [1, 2, 4, 7], 2)
+    np.testing.assert_array_equal(boundary[[1, 2, 4, 7]], expected_boundary)
+    by_code = {c.code: c for c in result.classes}
+    assert 3 not in by_code, "ignored class"
+    assert by_code[7].iou is None and by_code[7].support == 0, "absent class reported as absent"
+    assert by_code[4].support == 0 and by_code[4].iou == 0.0, "predicted but not in reference"
+    missed = missed_pixels(matrix)
+    labelled = (reference > 0) & (reference != 3)
+    assert sum(missed.values()) == int((labelled & (prediction == 0)).sum())
+
+
+@needs_data()
+def test_evaluate_step_writes_metrics_plots_and_error_map(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from geoseg.cli.main import app
+
+    # a class map on the NC grid: the reference itself with a block of errors and of nodata
+    with rasterio.open(REPO.parent / "shared/data/nc-landsat7-landcover/strata.tif") as ds:
+        strata, profile = ds.read(1), ds.profile
+    lookup = np.zeros(256, dtype=np.uint8)
+    lookup[[1, 2, 3, 4, 5, 6, 7]] = [4, 3, 5, 6, 2, 1, 7]
+    classes = lookup[np.where(strata > 0, strata, 0).astype(np.int64)]
+    classes[100:150, 100:200] = 5  # grass where there is something else: wrong class
+    classes[:20, :] = 0  # no prediction
+    prediction = tmp_path / "classes.tif"
+    profile.update(dtype="uint8", nodata=0)
+    with rasterio.open(prediction, "w", **profile) as dst:
+        dst.write(classes, 1)
+    result = CliRunner().invoke(
+        app,
+        [
+            "-q",
+            "evaluate",
+            "--catalog",
+            str(REPO / "data_catalog.yaml"),
+            "--source",
+            "nc-landsat7",
+            "--labels",
+            "landcover96",
+            "--prediction",
+            str(prediction),
+            "--output",
+            str(tmp_path / "eval"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "eval"
+    for name in (
+        "metrics.json",
+        "metrics.csv",
+        "confusion.png",
+        "overlay.png",
+        "errors.tif",
+        "reference.tif",
+        "errors.qml",
+        "manifest.json",
+    ):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["per_class"]["water"]["precision"] == 1.0  # no false water anywhere
+    assert metrics["per_class"]["grass"]["precision"] < 1.0
+    assert metrics["labelled_px_without_prediction"]["tree"] > 0
+    assert 0 < metrics["miou"] < 1 and 0 < metrics["boundary_f"] < 1
+    assert validate_cog(out / "errors.tif") == []
+    with rasterio.open(out / "errors.tif") as ds:
+        errors = ds.read(1)
+    assert (errors[:20][strata[:20] > 0] == 3).all()  # missed
+    assert (
+        errors[100:150, 100:200][
+            classes[100:150, 100:200] != lookup[strata[100:150, 100:200].astype(np.int64)]
+        ]
+        == 2
+    ).all()
+    again = CliRunner().invoke(
+        app,
+        [
+            "-q",
+            "evaluate",
+            "--catalog",
+            str(REPO / "data_catalog.yaml"),
+            "--source",
+            "nc-landsat7",
+            "--prediction",
+            str(prediction),
+            "--output",
+            str(out),
+        ],
+    )
+    assert again.exit_code == 2 and "--overwrite" in again.output
