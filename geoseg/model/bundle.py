@@ -82,6 +82,45 @@ class NetworkSpec(ClosedModel):
         return extra
 
 
+class InputProfile(ClosedModel):
+    """How one kind of input is fed to the network: its units, pixel size and band statistics.
+
+    A model trained on several sources (sensors) has one profile per source; predicting picks
+    the profile that fits the source and normalises with its statistics.
+    """
+
+    name: str
+    units: str
+    pixel_size: float = Field(gt=0)
+    crs_units: str = "metre"
+    bands: list[BandStats] = Field(min_length=1)
+
+    def problems(self, units: str, grid: Grid) -> list[str]:
+        """What keeps a source with ``units`` on ``grid`` from fitting this profile."""
+        found = []
+        if units.strip().lower() != self.units.strip().lower():
+            found.append(
+                f"units: trained on '{self.units}', the source is '{units}'; rescale the source "
+                "(band scale/offset in the catalog) or use a matching model"
+            )
+        px, py = grid.pixel_size
+        if grid.crs.is_geographic or grid.crs_units != self.crs_units:
+            found.append(
+                f"pixel size: expects {self.pixel_size:g} {self.crs_units} pixels, the source's "
+                f"CRS is in {grid.crs_units}; reproject it (gdalwarp -t_srs ... -tr "
+                f"{self.pixel_size:g} {self.pixel_size:g})"
+            )
+        elif any(
+            abs(v - self.pixel_size) > PIXEL_SIZE_TOLERANCE * self.pixel_size for v in (px, py)
+        ):
+            found.append(
+                f"pixel size: trained at {self.pixel_size:g} {self.crs_units}, the source has "
+                f"{px:g} x {py:g}; resample it (gdalwarp -tr {self.pixel_size:g} "
+                f"{self.pixel_size:g}) or use a model trained at that resolution"
+            )
+        return found
+
+
 class DataProvenance(ClosedModel):
     """A training source and the licences it comes under."""
 
@@ -104,6 +143,7 @@ class BundleMeta(ClosedModel):
     pixel_size: float = Field(gt=0)
     crs_units: str = "metre"
     classes: list[ClassInfo] = Field(min_length=2)
+    profiles: list[InputProfile] = Field(default_factory=list)
     tile_size: int = Field(ge=8)
     overlap: int = Field(ge=0)
     training_data: list[DataProvenance] = Field(default_factory=list)
@@ -143,44 +183,52 @@ class BundleMeta(ClosedModel):
                 return info.name
         return f"class {code}"
 
+    def input_profiles(self) -> list[InputProfile]:
+        """The input profiles: ``profiles``, or one made of the top-level fields."""
+        if self.profiles:
+            return list(self.profiles)
+        return [
+            InputProfile(
+                name=self.training_data[0].source if self.training_data else self.name,
+                units=self.units,
+                pixel_size=self.pixel_size,
+                crs_units=self.crs_units,
+                bands=self.bands,
+            )
+        ]
+
+    def profile_for(
+        self, source_name: str, band_names: tuple[str, ...], units: str, grid: Grid
+    ) -> InputProfile:
+        """The input profile that fits a source (bands, units, pixel size), or a refusal.
+
+        A model trained on several sources normalises each with that source's statistics; a
+        source that fits none of them (e.g. Sentinel-2 reflectance fed to a Landsat DN model) is
+        refused with what differs from each profile.
+        """
+        missing = [b for b in self.band_names if b not in band_names]
+        if missing:
+            raise BundleError(
+                f"model bundle '{self.name}' does not fit source '{source_name}':\n  - bands: the "
+                f"model needs {list(self.band_names)} ({len(self.band_names)} bands) but the "
+                f"source has {list(band_names)} ({len(band_names)}); missing {missing}"
+            )
+        problems = []
+        for profile in self.input_profiles():
+            found = profile.problems(units, grid)
+            if not found:
+                return profile
+            problems += [f"profile '{profile.name}': {p}" for p in found]
+        raise BundleError(
+            f"model bundle '{self.name}' does not fit source '{source_name}':\n  - "
+            + "\n  - ".join(problems)
+        )
+
     def check_source(
         self, source_name: str, band_names: tuple[str, ...], units: str, grid: Grid
     ) -> None:
-        """Refuse a source whose bands, units or pixel size differ from what the model expects."""
-        problems = []
-        missing = [b for b in self.band_names if b not in band_names]
-        if missing:
-            problems.append(
-                f"bands: the model needs {list(self.band_names)} ({len(self.band_names)} bands) "
-                f"but the source has {list(band_names)} ({len(band_names)}); missing {missing}"
-            )
-        if units.strip().lower() != self.units.strip().lower():
-            problems.append(
-                f"units: the model was trained on '{self.units}', the source is '{units}'; "
-                "rescale the source (band scale/offset in the catalog) or use a matching model"
-            )
-        px, py = grid.pixel_size
-        if grid.crs.is_geographic or grid.crs_units != self.crs_units:
-            problems.append(
-                f"pixel size: the model expects {self.pixel_size:g} {self.crs_units} pixels, the "
-                f"source's CRS is in {grid.crs_units}; reproject it (gdalwarp -t_srs ... -tr "
-                f"{self.pixel_size:g} {self.pixel_size:g})"
-            )
-        else:
-            for size in (px, py):
-                if abs(size - self.pixel_size) > PIXEL_SIZE_TOLERANCE * self.pixel_size:
-                    problems.append(
-                        f"pixel size: the model was trained at {self.pixel_size:g} "
-                        f"{self.crs_units}, the source has {px:g} x {py:g}; resample it "
-                        f"(gdalwarp -tr {self.pixel_size:g} {self.pixel_size:g}) or use a "
-                        "model trained at that resolution"
-                    )
-                    break
-        if problems:
-            raise BundleError(
-                f"model bundle '{self.name}' does not fit source '{source_name}':\n  - "
-                + "\n  - ".join(problems)
-            )
+        """Refuse a source whose bands, units or pixel size fit no input profile."""
+        self.profile_for(source_name, band_names, units, grid)
 
 
 def bundle_paths(path: Path) -> tuple[Path, Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,18 +25,16 @@ from geoseg.errors import TrainingError
 from geoseg.evaluate.metrics import Scores, confusion_matrix, scores
 from geoseg.executor import progress_bar
 from geoseg.export.atomic import atomic_path, check_writable
-from geoseg.io.labels import open_labels
-from geoseg.io.source import RasterSource
-from geoseg.model.bundle import BandStats, BundleMeta, ClassInfo, DataProvenance
+from geoseg.model.bundle import BundleMeta, ClassInfo
 from geoseg.model.network import build_network
 from geoseg.model.predictor import Predictor, resolve_device
 from geoseg.model.store import save_bundle
-from geoseg.stitch.predict import InferenceSpec, valid_mask
+from geoseg.stitch.predict import InferenceSpec
 from geoseg.stitch.reference import predict_in_memory
 from geoseg.tiling.grid import TileGrid
 from geoseg.train.card import model_card
 from geoseg.train.chips import augment, cut, sample_chip_windows
-from geoseg.train.holdout import Split, spatial_split
+from geoseg.train.scene import Scene, load_scene
 from geoseg.workflow.schema import TrainStep
 
 log = logging.getLogger(__name__)
@@ -50,6 +49,7 @@ class EpochRecord:
     miou: float | None
     per_class_iou: dict[str, float | None]
     seconds: float
+    miou_per_source: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,16 +74,39 @@ def _class_weights(target: NDArray[np.int64], k: int, how: str) -> NDArray[np.fl
 def _validate(
     network: torch.nn.Module,
     device: torch.device,
-    image: NDArray[np.float32],
-    spec: InferenceSpec,
-    codes: NDArray[np.uint8],
-    split: Split,
-) -> Scores:
+    scenes: Sequence[Scene],
+    specs: Sequence[InferenceSpec],
+) -> tuple[Scores, dict[str, float | None]]:
+    """Stitched-scene prediction of every scene, scored on its hold-out pixels.
+
+    Returns the scores of all scenes' hold-outs together and each scene's own mIoU.
+    """
     network.eval()
-    prediction = predict_in_memory(image, Predictor(network, device), spec).classes
-    matrix = confusion_matrix(codes[split.validation], prediction[split.validation], spec.codes)
+    codes = specs[0].codes
+    matrix = np.zeros((len(codes), len(codes) + 1), dtype=np.int64)
+    per_scene = {}
+    for scene, spec in zip(scenes, specs, strict=True):
+        prediction = predict_in_memory(scene.image, Predictor(network, device), spec).classes
+        held = scene.split.validation
+        own = confusion_matrix(scene.codes[held], prediction[held], codes)
+        matrix += own
+        per_scene[scene.name] = scores(own, codes).miou
     network.train()
-    return scores(matrix, spec.codes)
+    return scores(matrix, codes), per_scene
+
+
+def _chip_counts(
+    scenes: Sequence[Scene], targets: Sequence[NDArray[np.int64]], total: int
+) -> list[int]:
+    """Chips per scene: in proportion to the square root of its training pixels.
+
+    The square root keeps a small, densely labelled scene from being drowned by a large one.
+    """
+    weights = np.sqrt([float((t >= 0).sum()) for t in targets])
+    shares = weights / weights.sum()
+    counts = np.floor(shares * total).astype(int)
+    counts[int(np.argmax(shares))] += total - int(counts.sum())
+    return [int(c) for c in counts]
 
 
 def train(
@@ -100,39 +123,36 @@ def train(
     if step.threads:
         torch.set_num_threads(step.threads)
     device = resolve_device(step.device)
-    source = RasterSource.open(catalog.source(step.source))
-    source = source.select(step.bands or list(source.band_names))
-    labels = open_labels(source, step.labels)
-    image = source.read(source.grid.window)
-    valid = valid_mask(image)
-    codes = np.where(valid, labels.read(source.grid.window), 0).astype(np.uint8)
-    class_codes = step.classes or [int(c) for c in np.unique(codes) if c != 0]
+    scenes = [
+        load_scene(
+            catalog, item.source, item.labels, step.bands, step.classes, step.validation, step.seed
+        )
+        for item in step.inputs
+    ]
+    band_names = scenes[0].source.band_names
+    class_codes = step.classes or sorted(
+        {int(c) for scene in scenes for c in np.unique(scene.codes) if c != 0}
+    )
     if len(class_codes) < 2:
-        raise TrainingError(f"labels of '{step.source}' hold {len(class_codes)} class(es); need 2+")
+        raise TrainingError(f"the labels hold {len(class_codes)} class(es); need at least 2")
     lookup = np.full(256, -1, dtype=np.int64)
     lookup[class_codes] = np.arange(len(class_codes))
-    index = lookup[codes]
-    split = spatial_split(
-        np.where(index >= 0, codes, 0),
-        step.validation.block_size,
-        step.validation.fraction,
-        step.validation.buffer,
-        step.seed,
+    targets = [scene.target(lookup) for scene in scenes]
+    specs = [
+        InferenceSpec(
+            TileGrid(step.chip_size, step.overlap),
+            step.batch_size,
+            tuple(scene.mean),
+            tuple(scene.std),
+            tuple(class_codes),
+        )
+        for scene in scenes
+    ]
+    normalised = [spec.normalise(scene.image) for scene, spec in zip(scenes, specs, strict=True)]
+    weights = _class_weights(
+        np.concatenate([t.ravel() for t in targets]), len(class_codes), step.class_weighting
     )
-    target = np.where(split.train, index, -1)
-
-    mean = np.array([float(np.mean(b[valid])) for b in image])
-    std = np.array([max(float(np.std(b[valid])), 1e-6) for b in image])
-    spec = InferenceSpec(
-        TileGrid(step.chip_size, step.overlap),
-        step.batch_size,
-        tuple(mean),
-        tuple(std),
-        tuple(class_codes),
-    )
-    normalised = spec.normalise(image)
-    weights = _class_weights(target, len(class_codes), step.class_weighting)
-    network = build_network(step.network, source.count, len(class_codes)).to(device)
+    network = build_network(step.network, len(band_names), len(class_codes)).to(device)
     optimiser = torch.optim.AdamW(
         network.parameters(), lr=step.learning_rate, weight_decay=step.weight_decay
     )
@@ -145,22 +165,30 @@ def train(
     )
     checkpoints = output.with_name(output.name + ".checkpoints")
     checkpoints.mkdir(parents=True, exist_ok=True)
+    chips = _chip_counts(scenes, targets, step.chips_per_epoch)
 
     history: list[EpochRecord] = []
-    best: tuple[float, int, dict[str, torch.Tensor], Scores] | None = None
+    best: tuple[float, int, dict[str, torch.Tensor], Scores, dict[str, float | None]] | None = None
     names = {c: class_info(c).name for c in class_codes}
     network.train()
     with progress_bar(show_progress) as progress:
         epochs = progress.add_task("train epochs", total=step.epochs)
         for epoch in range(1, step.epochs + 1):
             start = time.perf_counter()
-            windows = sample_chip_windows(target, step.chip_size, step.chips_per_epoch, rng)
+            drawn = [
+                (i, w)
+                for i, (target, n) in enumerate(zip(targets, chips, strict=True))
+                if n
+                for w in sample_chip_windows(target, step.chip_size, n, rng)
+            ]
+            if len(scenes) > 1:
+                drawn = [drawn[k] for k in rng.permutation(len(drawn))]
             batches = progress.add_task(f"epoch {epoch} batches", total=steps_per_epoch)
             losses = []
-            for first in range(0, len(windows), step.batch_size):
+            for first in range(0, len(drawn), step.batch_size):
                 pairs = [
-                    augment(cut(normalised, w, 0.0), cut(target, w, -1), rng)
-                    for w in windows[first : first + step.batch_size]
+                    augment(cut(normalised[i], w, 0.0), cut(targets[i], w, -1), rng)
+                    for i, w in drawn[first : first + step.batch_size]
                 ]
                 x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)
                 y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)
@@ -172,13 +200,14 @@ def train(
                 losses.append(float(loss.detach()))
                 progress.advance(batches)
             progress.remove_task(batches)
-            result = _validate(network, device, image, spec, codes, split)
+            result, per_scene = _validate(network, device, scenes, specs)
             record = EpochRecord(
                 epoch,
                 float(np.mean(losses)),
                 result.miou,
                 {names[c.code]: c.iou for c in result.classes},
                 time.perf_counter() - start,
+                per_scene,
             )
             history.append(record)
             log.info("epoch %d loss %.4f val mIoU %s", epoch, record.loss, record.miou)
@@ -186,37 +215,29 @@ def train(
             _save_checkpoint(checkpoints / "last.pt", state, epoch)
             miou = result.miou if result.miou is not None else -1.0
             if best is None or miou > best[0]:
-                best = (miou, epoch, copy.deepcopy(state), result)
+                best = (miou, epoch, copy.deepcopy(state), result, per_scene)
                 _save_checkpoint(checkpoints / "best.pt", state, epoch)
             progress.advance(epochs)
     if best is None:  # epochs >= 1 always records one
         raise TrainingError("training ran no epoch")
-    _, best_epoch, best_state, best_scores = best
+    _, best_epoch, best_state, best_scores, best_per_scene = best
+    lead = scenes[0]
     meta = BundleMeta(
         name=step.name or output.stem,
         network=step.network,
-        bands=[
-            BandStats(name=n, mean=m, std=s)
-            for n, m, s in zip(source.band_names, mean, std, strict=True)
-        ],
-        units=source.ref.units,
-        pixel_size=source.grid.pixel_size[0],
-        crs_units=source.grid.crs_units,
+        bands=lead.profile().bands,
+        units=lead.source.ref.units,
+        pixel_size=lead.source.grid.pixel_size[0],
+        crs_units=lead.source.grid.crs_units,
         classes=[ClassInfo(code=c, name=names[c], color=class_info(c).color) for c in class_codes],
+        profiles=[scene.profile() for scene in scenes] if len(scenes) > 1 else [],
         tile_size=step.chip_size,
         overlap=step.overlap,
-        training_data=[
-            DataProvenance(
-                source=source.name,
-                description=source.ref.description,
-                licence=source.ref.licence,
-                labels=labels.ref.name,
-                labels_licence=labels.ref.licence,
-            )
-        ],
-        training=_training_summary(step, split, target, class_codes, names, best_epoch),
+        training_data=[scene.provenance() for scene in scenes],
+        training=_training_summary(step, scenes, targets, class_codes, names, best_epoch),
         metrics={
             "validation": best_scores.as_dict(names),
+            "validation_miou_per_source": best_per_scene,
             "best_epoch": best_epoch,
             "history": [vars(r) for r in history],
         },
@@ -228,18 +249,18 @@ def train(
 
 def _training_summary(
     step: TrainStep,
-    split: Split,
-    target: NDArray[np.int64],
+    scenes: Sequence[Scene],
+    targets: Sequence[NDArray[np.int64]],
     class_codes: list[int],
     names: dict[int, str],
     best_epoch: int,
 ) -> dict[str, Any]:
-    counts = np.bincount(target[target >= 0], minlength=len(class_codes))
+    counts = np.sum([np.bincount(t[t >= 0], minlength=len(class_codes)) for t in targets], axis=0)
     return {
         "config": step.model_dump(),
         "best_epoch": best_epoch,
-        "validation_blocks": len(split.blocks),
-        "validation_pixels": int(split.validation.sum()),
+        "validation_blocks": sum(len(s.split.blocks) for s in scenes),
+        "validation_pixels": int(sum(int(s.split.validation.sum()) for s in scenes)),
         "training_pixels": {names[c]: int(n) for c, n in zip(class_codes, counts, strict=True)},
         "torch": torch.__version__,
     }

@@ -29,12 +29,17 @@ WORK_DIR = ".geoseg-work"
 
 @dataclass(frozen=True)
 class PlannedTrain:
-    """A train step with its source resolved and its output path."""
+    """A train step with its sources resolved and its output path."""
 
     index: int
     step: TrainStep
-    source: SourceRef
+    sources: tuple[SourceRef, ...]
     output: Path
+
+    @property
+    def source(self) -> SourceRef:
+        """The first training source."""
+        return self.sources[0]
 
     def outputs(self) -> list[Path]:
         """Final paths this step writes."""
@@ -166,16 +171,22 @@ def plan_workflow(path: str | Path) -> Plan:
             output = _relative(wf_path, entry.train.output)
             if output.suffix != ".geoseg":
                 raise ConfigError(f"{where}.output must end in .geoseg (a bundle folder): {output}")
-            step_plan = PlannedTrain(index, entry.train, catalog.source(entry.train.source), output)
-            source = step_plan.source
-            if entry.train.labels is not None or source.labels:
-                source.label(entry.train.labels)
-            missing = [b for b in entry.train.bands or [] if b not in source.band_names]
-            if missing:
+            inputs = entry.train.inputs
+            if len(inputs) > 1 and not entry.train.bands:
                 raise ConfigError(
-                    f"{where}.bands: source '{source.name}' has no band(s) {missing}; it has "
-                    f"{list(source.band_names)}"
+                    f"{where}: training on several sources needs 'bands:' listing the bands they "
+                    "share (the network's input order)"
                 )
+            sources = tuple(catalog.source(i.source) for i in inputs)
+            for item, source in zip(inputs, sources, strict=True):
+                source.label(item.labels)
+                missing = [b for b in entry.train.bands or [] if b not in source.band_names]
+                if missing:
+                    raise ConfigError(
+                        f"{where}.bands: source '{source.name}' has no band(s) {missing}; it has "
+                        f"{list(source.band_names)}"
+                    )
+            step_plan = PlannedTrain(index, entry.train, sources, output)
             trained.add(output)
         elif entry.evaluate is not None:
             cfg = entry.evaluate

@@ -81,13 +81,13 @@ def run_predict(
     timings: dict[str, float] = {}
     meta = load_meta(step.model)
     source = RasterSource.open(step.source)
-    meta.check_source(source.name, source.band_names, source.ref.units, source.grid)
+    profile = meta.profile_for(source.name, source.band_names, source.ref.units, source.grid)
     source = source.select(meta.band_names)
     spec = InferenceSpec(
         step.tiling(meta, plan.path),
         cfg.batch_size,
-        tuple(b.mean for b in meta.bands),
-        tuple(b.std for b in meta.bands),
+        tuple(b.mean for b in profile.bands),
+        tuple(b.std for b in profile.bands),
         meta.class_codes,
     )
     work = step.work
@@ -111,6 +111,7 @@ def run_predict(
     timings["inference_s"] = time.perf_counter() - clock
     figures = _summarise(meta, [*done.values(), *computed])
     figures["chunks_computed"], figures["chunks_reused"] = len(computed), len(done)
+    figures["input_profile"] = profile.name
 
     staged = work / "staged"
     stage = {final: staged / final.name for final in step.outputs()}

@@ -85,11 +85,23 @@ class ValidationConfig(ClosedModel):
     buffer: int = Field(default=8, ge=0)
 
 
-class TrainStep(ClosedModel):
-    """Train a segmentation network from a source and its label layer; write a bundle."""
+class TrainSource(ClosedModel):
+    """One training source and its label layer (default: the source's first)."""
 
     source: str
     labels: str | None = None
+
+
+class TrainStep(ClosedModel):
+    """Train a segmentation network from one source (``source``) or several (``sources``).
+
+    With several sources, each is normalised with its own statistics (one input profile per
+    source in the bundle) and they must share the listed ``bands``.
+    """
+
+    source: str | None = None
+    labels: str | None = None
+    sources: list[TrainSource] | None = Field(default=None, min_length=1)
     output: str
     name: str | None = None
     bands: list[str] | None = None
@@ -109,8 +121,17 @@ class TrainStep(ClosedModel):
     threads: int | None = Field(default=None, ge=1)
     card: str = ""
 
+    @property
+    def inputs(self) -> list[TrainSource]:
+        """Every training source, in order."""
+        if self.sources:
+            return list(self.sources)
+        return [TrainSource(source=self.source or "", labels=self.labels)]
+
     @model_validator(mode="after")
     def _chips_fit_the_network(self) -> TrainStep:
+        if (self.source is None) == (self.sources is None):
+            raise ValueError("give either 'source' (with optional 'labels') or 'sources'")
         TileGrid(self.chip_size, self.overlap)
         if self.chip_size % self.network.divisor:
             raise ValueError(
