@@ -1,4 +1,4 @@
-"""Run manifests: written last, they mark a step's outputs as complete (docs/DESIGN.md §7)."""
+"""Run manifests: written last, they mark a step's outputs as complete (docs/DESIGN.md §8)."""
 
 from __future__ import annotations
 

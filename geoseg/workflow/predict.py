@@ -2,7 +2,7 @@
 
 Everything is produced in the step's work folder (``OUT/.geoseg-work``): chunk parts with their
 records, then staged outputs. Only when every output is complete are they renamed into place and
-the manifest written (docs/DESIGN.md §7). With ``state == "resume"`` the chunks whose records
+the manifest written (docs/DESIGN.md §8). With ``state == "resume"`` the chunks whose records
 exist are not computed again.
 """
 
