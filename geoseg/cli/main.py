@@ -12,12 +12,14 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
 import typer
+from rasterio.errors import NotGeoreferencedWarning
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -93,6 +95,10 @@ def main(
     _setup_logging(_state["verbosity"])
     # Bound GDAL's block cache (default: 5 % of RAM) unless the user chose a size.
     os.environ.setdefault("GDAL_CACHEMAX", "256")
+    # rasterio's shapes/rasterize run on several threads sometimes warn "Dataset has no
+    # geotransform" about their own in-memory datasets (outputs are unaffected). Set once here,
+    # on the main thread, before any worker thread exists.
+    warnings.filterwarnings("ignore", "Dataset has no geotransform", NotGeoreferencedWarning)
 
 
 def _progress() -> bool:
