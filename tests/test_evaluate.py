@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 
 from geoseg.catalog import Catalog
 from geoseg.evaluate.boundary import boundary_counts, class_edges
@@ -19,9 +19,9 @@ from geoseg.export.raster import validate_cog
 from geoseg.io.labels import LabelLayer
 from geoseg.tiling.grid import ChunkPlan
 from geoseg.types import Grid
-from tests.conftest import REPO, needs_data, write_catalog
+from tests.conftest import REPO, UTM_TRANSFORM, needs_data, write_catalog
 
-TRANSFORM = Affine(10, 0, 500000, 0, -10, 5800000)
+TRANSFORM = UTM_TRANSFORM
 SERIAL = Executor(ExecutorSpec("threads", 1), show_progress=False)
 
 
@@ -52,23 +52,6 @@ def test_boundary_edges_ignore_unlabelled_neighbours() -> None:
     np.testing.assert_array_equal(edges, expected)
 
 
-def write(path: Path, data: np.ndarray, nodata: int = 0) -> Path:
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        height=data.shape[0],
-        width=data.shape[1],
-        count=1,
-        dtype="uint8",
-        crs="EPSG:32633",
-        transform=TRANSFORM,
-        nodata=nodata,
-    ) as dst:
-        dst.write(data.astype(np.uint8), 1)
-    return path
-
-
 def random_maps(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     coarse = rng.integers(1, 4, size=(shape[0] // 8 + 1, shape[1] // 8 + 1))
@@ -82,10 +65,12 @@ def random_maps(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarr
 
 
 @pytest.mark.parametrize("chunk", [(80, 100), (17, 23), (7, 64)])
-def test_streamed_counts_equal_whole_scene_counts(tmp_path: Path, chunk: tuple[int, int]) -> None:
+def test_streamed_counts_equal_whole_scene_counts(
+    tmp_path: Path, chunk: tuple[int, int], write_raster: Callable[..., Path]
+) -> None:
     reference, prediction = random_maps((80, 100), seed=3)
-    write(tmp_path / "ref.tif", reference)
-    pred_path = write(tmp_path / "pred.tif", prediction)
+    write_raster("ref.tif", reference.astype(np.uint8), nodata=0)
+    pred_path = write_raster("pred.tif", prediction.astype(np.uint8), nodata=0)
     grid = Grid(80, 100, TRANSFORM, "EPSG:32633")
     catalog = Catalog.load(
         write_catalog(
