@@ -122,7 +122,10 @@ def predicted(
     if not NC.exists():
         pytest.skip(f"real data {NC} not found (set GEOSEG_DATA)")
     tmp_path = tmp_path_factory.mktemp("predict")
-    vector = "      vector:\n        min_area_m2: 3000\n        formats: [gpkg, geojson, parquet]\n"
+    vector = (
+        "      vector:\n        min_area_m2: 3000\n"
+        "        formats: [gpkg, geojson, parquet, fgb, shp]\n"
+    )
     path = workflow(tmp_path, predict_block(tiny_bundle, extra=vector))
     reports = run_workflow(path, show_progress=False)
     return path, tmp_path / "out", int(reports[0].figures["polygons"])
@@ -136,10 +139,16 @@ def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int])
         "classes.qml",
         "classes.tif",
         "confidence.tif",
+        "landcover.cpg",
+        "landcover.dbf",
+        "landcover.fgb",
         "landcover.geojson",
         "landcover.gpkg",
         "landcover.parquet",
+        "landcover.prj",
         "landcover.qml",
+        "landcover.shp",
+        "landcover.shx",
         "manifest.json",
     ]
     assert validate_cog(out / "classes.tif") == [] and validate_cog(out / "confidence.tif") == []
@@ -181,6 +190,8 @@ def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int])
             "landcover.gpkg",
             "landcover.geojson",
             "landcover.parquet",
+            "landcover.fgb",
+            "landcover.shp",
         )
     }
     assert "GDAL" in manifest["versions"] and len(manifest["fingerprint"]["inputs"]) == 5
@@ -209,6 +220,53 @@ def test_outputs_open_in_gdal_clients(predicted: tuple[Path, Path, int]) -> None
         ["gdalinfo", str(out / "classes.tif")], capture_output=True, text=True, check=True
     ).stdout
     assert "LAYOUT=COG" in info and "Color Table" in info and "NoData Value=0" in info
+
+
+@needs_data()
+def test_every_vector_format_reads_back_with_the_same_attributes_and_geometries(
+    predicted: tuple[Path, Path, int],
+) -> None:
+    import shapely
+
+    from geoseg.export.vector import SHAPEFILE_NAMES
+
+    _, out, _ = predicted
+    reference = pyogrio.read_dataframe(out / "landcover.gpkg").sort_values("region_id")
+    columns = [c for c in reference.columns if c != "geometry"]
+    for name in ("landcover.fgb", "landcover.shp", "landcover.parquet", "landcover.geojson"):
+        path = out / name
+        frame = (
+            gpd.read_parquet(path) if path.suffix == ".parquet" else pyogrio.read_dataframe(path)
+        )
+        frame = frame.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
+        frame = frame.sort_values("region_id").reset_index(drop=True)
+        assert list(frame.columns) == [*columns, "geometry"], name
+        for column in columns:
+            if reference[column].dtype.kind == "f":
+                np.testing.assert_allclose(frame[column], reference[column], rtol=1e-9)
+            else:
+                assert (frame[column].to_numpy() == reference[column].to_numpy()).all(), name
+        if path.suffix == ".geojson":  # EPSG:4326 at GDAL's 7 decimals (~1 cm) and back
+            distance = shapely.hausdorff_distance(
+                frame.geometry.to_crs(reference.crs).values, reference.geometry.values
+            )
+            assert distance.max() < 0.05, name
+        else:
+            same = shapely.equals_exact(
+                shapely.normalize(frame.geometry.values),
+                shapely.normalize(reference.geometry.values),
+                tolerance=0.0,
+            )
+            assert same.all(), name
+    if shutil.which("ogrinfo"):
+        for name in ("landcover.fgb", "landcover.shp"):
+            info = subprocess.run(
+                ["ogrinfo", "-so", "-al", str(out / name)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert f"Feature Count: {len(reference)}" in info
 
 
 @needs_data()

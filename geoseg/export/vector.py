@@ -1,14 +1,21 @@
-"""Vector layers: GeoPackage (streamed, batch by batch), GeoJSON (EPSG:4326), GeoParquet.
+"""Vector layers in GeoPackage, GeoJSON (EPSG:4326), GeoParquet, FlatGeobuf and Shapefile.
 
-Every file is written under a temporary name and renamed into place when complete; files are
-never appended to once final. The GeoPackage is written as batches arrive from vectorising; the
-other formats are converted from it batch by batch, so no format holds the whole layer in
-memory.
+One attribute schema everywhere. The GeoPackage is written as batches arrive from vectorising;
+the other formats are converted from it batch by batch (GeoJSON, GeoParquet) or as one GDAL
+Arrow stream (FlatGeobuf, Shapefile), so no format holds the whole layer in memory. Every file
+is written under a temporary name (a Shapefile's several files in a temporary folder) and moved
+into place when complete; files are never appended to once final.
+
+Shapefile field names are limited to 10 characters; :data:`SHAPEFILE_NAMES` maps the long names
+explicitly (``perimeter_m`` -> ``perim_m``, ``mean_confidence`` -> ``mean_conf``, ...).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -19,11 +26,48 @@ import pyarrow.parquet as pq
 import pyogrio
 from geopandas.io.arrow import _geopandas_to_arrow
 
-from geoseg.export.atomic import atomic_path
+from geoseg.export.atomic import atomic_path, check_writable
 
-VectorFormat = Literal["gpkg", "geojson", "parquet"]
+VectorFormat = Literal["gpkg", "geojson", "parquet", "fgb", "shp"]
 
-SUFFIX: dict[str, str] = {"gpkg": ".gpkg", "geojson": ".geojson", "parquet": ".parquet"}
+SUFFIX: dict[str, str] = {
+    "gpkg": ".gpkg",
+    "geojson": ".geojson",
+    "parquet": ".parquet",
+    "fgb": ".fgb",
+    "shp": ".shp",
+}
+
+#: A Shapefile's member files besides ``.shp``.
+SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg")
+
+#: Field names longer than a Shapefile allows (10 characters), and what they become there.
+SHAPEFILE_NAMES: dict[str, str] = {
+    "perimeter_m": "perim_m",
+    "mean_confidence": "mean_conf",
+    "instance_id": "inst_id",
+    "weed_fraction": "weed_frac",
+    "crop_fraction": "crop_frac",
+    "soil_fraction": "soil_frac",
+    "bbox_width_m": "bbox_w_m",
+    "bbox_height_m": "bbox_h_m",
+}
+
+
+def shapefile_name(field: str) -> str:
+    """The Shapefile name of ``field`` (mapped explicitly; never silently truncated)."""
+    name = SHAPEFILE_NAMES.get(field, field)
+    if len(name) > 10:
+        raise ValueError(f"field '{field}' needs an entry in SHAPEFILE_NAMES (10 characters max)")
+    return name
+
+
+def members(path: Path) -> list[Path]:
+    """The files that make up a vector output (a Shapefile has several)."""
+    if path.suffix == ".shp":
+        return [path, *(path.with_suffix(s) for s in SHAPEFILE_SIDECARS)]
+    return [path]
+
 
 #: Features per batch when converting between formats.
 BATCH = 20_000
@@ -80,8 +124,50 @@ def _parquet_table(frame: gpd.GeoDataFrame) -> pa.Table:
     return table.replace_schema_metadata({**table.schema.metadata, b"geo": json.dumps(geo)})
 
 
+def _stream(source: Path, layer: str, path: Path, driver: str, rename: bool) -> None:
+    """Copy a layer through one GDAL Arrow stream (batches, never the whole layer)."""
+    with pyogrio.open_arrow(source, layer=layer, use_pyarrow=True, batch_size=BATCH) as (
+        meta,
+        reader,
+    ):
+        if rename:
+            schema = reader.schema
+            names = [shapefile_name(n) if n in meta["fields"] else n for n in schema.names]
+            renamed = pa.schema(
+                [f.with_name(n) for f, n in zip(schema, names, strict=True)], schema.metadata
+            )
+            reader = pa.RecordBatchReader.from_batches(
+                renamed, (b.rename_columns(names) for b in reader)
+            )
+        pyogrio.write_arrow(
+            reader,
+            path,
+            driver=driver,
+            geometry_name=meta["geometry_name"] or "geometry",
+            geometry_type=meta["geometry_type"],
+            crs=meta["crs"],
+            layer=layer if driver == "FlatGeobuf" else None,
+        )
+
+
 def convert(source: Path, layer: str, path: Path, fmt: VectorFormat, overwrite: bool) -> None:
-    """Write the layer of ``source`` (a GeoPackage) as ``fmt`` at ``path``, batch by batch."""
+    """Write the layer of ``source`` (a GeoPackage) as ``fmt`` at ``path``."""
+    if fmt == "shp":
+        for member in members(path):
+            check_writable(member, overwrite)
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.stem}.partial-", dir=path.parent))
+        try:
+            _stream(source, layer, folder / path.name, "ESRI Shapefile", rename=True)
+            for member in members(folder / path.name):
+                if member.exists():
+                    os.replace(member, path.with_suffix(member.suffix))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    if fmt == "fgb":
+        with atomic_path(path, overwrite) as tmp:
+            _stream(source, layer, tmp, "FlatGeobuf", rename=False)
+        return
     with atomic_path(path, overwrite) as tmp:
         writer: pq.ParquetWriter | None = None
         try:

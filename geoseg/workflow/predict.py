@@ -18,7 +18,7 @@ from typing import Any
 from geoseg.executor import Executor
 from geoseg.export.raster import validate_cog
 from geoseg.export.style import ClassStyle, raster_qml, style_path, vector_qml, write_style
-from geoseg.export.vector import convert, write_gpkg
+from geoseg.export.vector import convert, members, write_gpkg
 from geoseg.io.source import RasterSource
 from geoseg.model.bundle import BundleMeta, load_meta
 from geoseg.stitch.predict import InferenceSpec
@@ -172,7 +172,8 @@ def run_predict(
     commit(stage, overwrite=overwrite or state == "resume")
     commit(extras, overwrite=True)
     for stale in set(previous) - set(step.outputs()):  # outputs this run no longer makes
-        stale.unlink(missing_ok=True)
+        for member in members(stale):
+            member.unlink(missing_ok=True)
         if style_path(stale) not in extras:
             style_path(stale).unlink(missing_ok=True)
     write_manifest(

@@ -22,7 +22,7 @@ from geoseg.config import ClosedModel, parse_model, read_yaml
 from geoseg.model.bundle import NetworkSpec
 from geoseg.tiling.grid import TileGrid
 
-VectorFormatName = Literal["gpkg", "geojson", "parquet"]
+VectorFormatName = Literal["gpkg", "geojson", "parquet", "fgb", "shp"]
 
 #: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
