@@ -64,7 +64,7 @@ def test_malformed_workflow_yaml(tmp_path: Path) -> None:
 def test_step_needs_exactly_one_kind(tmp_path: Path) -> None:
     path = tmp_path / "wf.yaml"
     path.write_text(f"version: 1\ncatalog: {CATALOG}\nsteps:\n  - {{}}\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="exactly one of 'train', 'predict' or 'evaluate'"):
+    with pytest.raises(ConfigError, match="exactly one of train, predict, evaluate, zonal"):
         plan_workflow(path)
 
 

@@ -17,10 +17,12 @@ from geoseg.export.vector import SUFFIX
 from geoseg.model.bundle import BundleMeta, load_meta
 from geoseg.tiling.grid import TileGrid
 from geoseg.workflow.schema import (
+    ChangeStep,
     EvaluateStep,
     PredictStep,
     TrainStep,
     Workflow,
+    ZonalStep,
     load_workflow,
 )
 
@@ -129,7 +131,29 @@ EVALUATE_OUTPUTS = (
     "reference.tif",
 )
 
-Planned = PlannedTrain | PlannedPredict | PlannedEvaluate
+
+@dataclass(frozen=True)
+class PlannedAnalysis:
+    """A zonal or change step: its input rasters (and zones) and output folder resolved."""
+
+    index: int
+    step: ZonalStep | ChangeStep
+    inputs: tuple[Path, ...]
+    folder: Path
+
+    @property
+    def work(self) -> Path:
+        """The step's work folder."""
+        return self.folder / WORK_DIR
+
+    def outputs(self) -> list[Path]:
+        """Final paths this step writes."""
+        if isinstance(self.step, ZonalStep):
+            return [self.folder / f"{self.step.name}.gpkg", self.folder / f"{self.step.name}.csv"]
+        return [self.folder / n for n in ("transitions.csv", "change.tif", "change.gpkg")]
+
+
+Planned = PlannedTrain | PlannedPredict | PlannedEvaluate | PlannedAnalysis
 
 
 @dataclass(frozen=True)
@@ -188,6 +212,24 @@ def plan_workflow(path: str | Path) -> Plan:
                     )
             step_plan = PlannedTrain(index, entry.train, sources, output)
             trained.add(output)
+        elif entry.zonal is not None or entry.change is not None:
+            analysis = entry.zonal or entry.change
+            if analysis is None:  # excluded by the condition above
+                raise ConfigError(f"{where}: empty step")
+            names = (
+                [analysis.classes, analysis.zones]
+                if isinstance(analysis, ZonalStep)
+                else [analysis.before, analysis.after]
+            )
+            paths = tuple(_relative(wf_path, n) for n in names)
+            produced = {s.class_map for s in planned if isinstance(s, PlannedPredict)}
+            for path in paths:
+                if path not in produced and not path.is_file():
+                    raise ConfigError(
+                        f"{where}: {path} does not exist and no earlier step writes it"
+                    )
+            step_plan = PlannedAnalysis(index, analysis, paths, _relative(wf_path, analysis.output))
+            _check_folder(step_plan.folder, where)
         elif entry.evaluate is not None:
             cfg = entry.evaluate
             step_plan = PlannedEvaluate(

@@ -17,9 +17,17 @@ from typing import Any
 from geoseg.executor import ExecutorSpec, open_executor
 from geoseg.export.atomic import check_writable
 from geoseg.model.bundle import load_meta
+from geoseg.workflow.analysis import run_analysis
 from geoseg.workflow.evaluate import run_evaluate
 from geoseg.workflow.manifest import MANIFEST_NAME
-from geoseg.workflow.plan import Plan, PlannedEvaluate, PlannedPredict, PlannedTrain, plan_workflow
+from geoseg.workflow.plan import (
+    Plan,
+    PlannedAnalysis,
+    PlannedEvaluate,
+    PlannedPredict,
+    PlannedTrain,
+    plan_workflow,
+)
 from geoseg.workflow.predict import run_predict, torch_threads
 from geoseg.workflow.resume import State, fingerprint, output_lock, step_state
 
@@ -70,7 +78,7 @@ def _run(
     for step in plan.steps:
         if isinstance(step, PlannedTrain):
             check_writable(step.output, overwrite)
-        elif isinstance(step, PlannedEvaluate):
+        elif isinstance(step, PlannedEvaluate | PlannedAnalysis):
             for out in step.outputs():
                 check_writable(out, overwrite)
         elif step.model in trained:  # its model does not exist yet: cannot be up to date
@@ -89,6 +97,11 @@ def _run(
             if isinstance(step, PlannedEvaluate):
                 figures = run_evaluate(plan, step, ex, overwrite)
                 reports.append(StepReport(step.index, "evaluate", step.outputs(), figures))
+                continue
+            if isinstance(step, PlannedAnalysis):
+                figures = run_analysis(plan, step, ex, overwrite)
+                kind = "zonal" if "zones" in figures else "change"
+                reports.append(StepReport(step.index, kind, step.outputs(), figures))
                 continue
             state, current = states[step.index]
             if state == "up_to_date":

@@ -158,28 +158,53 @@ class EvaluateStep(ClosedModel):
     chunk_size: int = Field(default=1024, ge=64)
 
 
-STEP_KINDS = ("train", "predict", "evaluate")
+class ZonalStep(ClosedModel):
+    """Area and share of each class per district / parcel polygon."""
+
+    classes: str
+    zones: str
+    layer: str | None = None
+    output: str
+    name: str = Field(default="zonal", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    chunk_size: int = Field(default=1024, ge=64)
+
+
+class ChangeStep(ClosedModel):
+    """Transitions between two class maps of the same grid, and change polygons."""
+
+    before: str
+    after: str
+    output: str
+    to_classes: list[int] = Field(default_factory=list)
+    min_area_m2: float = Field(default=0.0, ge=0)
+    simplify_m: float = Field(default=0.0, ge=0)
+    chunk_size: int = Field(default=1024, ge=64)
+
+
+STEP_KINDS = ("train", "predict", "evaluate", "zonal", "change")
 
 
 class Step(ClosedModel):
-    """One step: exactly one of ``train``, ``predict`` or ``evaluate``."""
+    """One step: exactly one of ``train``, ``predict``, ``evaluate``, ``zonal``, ``change``."""
 
     train: TrainStep | None = None
     predict: PredictStep | None = None
     evaluate: EvaluateStep | None = None
+    zonal: ZonalStep | None = None
+    change: ChangeStep | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:
         given = [k for k in STEP_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"a step has exactly one of 'train', 'predict' or 'evaluate', got {given or 'none'}"
+                f"a step has exactly one of {', '.join(STEP_KINDS)}, got {given or 'none'}"
             )
         return self
 
     @property
     def kind(self) -> str:
-        """``train``, ``predict`` or ``evaluate``."""
+        """Which kind of step this is."""
         return next(k for k in STEP_KINDS if getattr(self, k) is not None)
 
 

@@ -1,0 +1,1 @@
+"""Analyses on class maps for GIS deliverables: zonal statistics and change between dates."""
