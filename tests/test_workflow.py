@@ -139,6 +139,7 @@ def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int])
         "classes.qml",
         "classes.tif",
         "confidence.tif",
+        "item.json",
         "landcover.cpg",
         "landcover.dbf",
         "landcover.fgb",
@@ -150,6 +151,7 @@ def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int])
         "landcover.shp",
         "landcover.shx",
         "manifest.json",
+        "report.html",
     ]
     assert validate_cog(out / "classes.tif") == [] and validate_cog(out / "confidence.tif") == []
     with (
@@ -192,8 +194,22 @@ def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int])
             "landcover.parquet",
             "landcover.fgb",
             "landcover.shp",
+            "report.html",
+            "item.json",
         )
     }
+    report = (out / "report.html").read_text()
+    assert "data:image/png;base64," in report and "Area per class" in report
+    assert "licence" in report and "Model validation" in report
+    item = json.loads((out / "item.json").read_text())
+    assert item["type"] == "Feature" and item["properties"]["proj:code"] == "EPSG:32119"
+    assert {"classes", "confidence", "polygons-gpkg", "polygons-shp", "manifest"} <= set(
+        item["assets"]
+    )
+    assert item["assets"]["classes"]["href"] == "classes.tif"
+    assert item["properties"]["geoseg:config_sha256"] == manifest["fingerprint"]["config_sha256"]
+    lon, lat = item["geometry"]["coordinates"][0][0]
+    assert -79.5 < lon < -78 and 35 < lat < 36.5  # Raleigh, NC
     assert "GDAL" in manifest["versions"] and len(manifest["fingerprint"]["inputs"]) == 5
     assert manifest["figures"]["throughput"]["megapixels"] == pytest.approx(0.147)
     assert set(manifest["figures"]["timings"]) >= {"inference_s", "write_cog_s", "vectorise_s"}
@@ -535,4 +551,11 @@ def test_overwrite_removes_outputs_the_new_run_no_longer_makes(
     no_vector = "      vector:\n        enabled: false\n"
     run_workflow(workflow(tmp_path, predict_block(tiny_bundle, extra=no_vector)), True, False)
     names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
-    assert names == ["classes.qml", "classes.tif", "confidence.tif", "manifest.json"]
+    assert names == [
+        "classes.qml",
+        "classes.tif",
+        "confidence.tif",
+        "item.json",
+        "manifest.json",
+        "report.html",
+    ]

@@ -82,7 +82,7 @@ class PlannedPredict:
         paths = [self.class_map, self.confidence]
         if self.step.vector.enabled:
             paths += [self.vector(f) for f in self.step.vector.formats]
-        return paths
+        return [*paths, self.folder / "report.html", self.folder / "item.json"]
 
     def tiling(self, meta: BundleMeta, workflow: Path) -> TileGrid:
         """The tile grid: the step's tile size/overlap, else the model's; checked against it."""

@@ -13,10 +13,13 @@ import logging
 import os
 import shutil
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from geoseg.executor import Executor
 from geoseg.export.raster import validate_cog
+from geoseg.export.report import overview_png, write_report, write_stac_item
 from geoseg.export.style import ClassStyle, raster_qml, style_path, vector_qml, write_style
 from geoseg.export.vector import convert, members, write_gpkg
 from geoseg.io.source import RasterSource
@@ -47,6 +50,75 @@ def torch_threads(workers: int) -> int:
 
 def _class_styles(meta: BundleMeta) -> list[ClassStyle]:
     return [ClassStyle(c.code, c.name, c.color) for c in meta.classes]
+
+
+def _report(
+    step: PlannedPredict,
+    meta: BundleMeta,
+    source: RasterSource,
+    styles: list[ClassStyle],
+    figures: dict[str, Any],
+    fingerprint: dict[str, Any],
+    stage: dict[Path, Path],
+    class_map: Path,
+) -> None:
+    """Write the HTML run report and the STAC Item into the staged outputs."""
+    pixel = pixel_area_m2(source.grid)
+    areas = {name: n * pixel for name, n in figures["pixels_per_class"].items()}
+    provenance = {
+        "source": {
+            "name": source.name,
+            "description": source.ref.description,
+            "licence": source.ref.licence,
+            "files": [str(p) for p in source.ref.paths],
+            "grid": source.grid.describe(),
+        },
+        "model": {
+            "name": meta.name,
+            "path": str(step.model),
+            "network": meta.network.model_dump(),
+            "weights_sha256": meta.weights_sha256,
+            "training_data": [d.model_dump() for d in meta.training_data],
+            "input_profile": figures.get("input_profile"),
+        },
+        "config_sha256": fingerprint["config_sha256"],
+        "geoseg": fingerprint["geoseg"],
+        "polygons": figures.get("polygons"),
+        "throughput": figures.get("throughput"),
+    }
+    write_report(
+        stage[step.folder / "report.html"],
+        f"geoseg run: {source.name} with {meta.name}",
+        overview_png(class_map, styles),
+        styles,
+        areas,
+        meta.metrics.get("validation", {}),
+        figures["timings"],
+        provenance,
+    )
+    assets: dict[str, tuple[Path, list[str], str]] = {
+        "classes": (step.class_map, ["data"], "class map (uint8, 0 = nodata)"),
+        "confidence": (step.confidence, ["data"], "top-class probability (float32)"),
+    }
+    for final in step.outputs():
+        if final.suffix in {".gpkg", ".geojson", ".parquet", ".fgb", ".shp"}:
+            assets[f"polygons-{final.suffix[1:]}"] = (final, ["data"], "land-cover polygons")
+    assets["report"] = (step.folder / "report.html", ["overview"], "run report")
+    assets["manifest"] = (step.folder / MANIFEST_NAME, ["metadata"], "run manifest")
+    write_stac_item(
+        stage[step.folder / "item.json"],
+        f"geoseg-{source.name}-{fingerprint['config_sha256'][:12]}",
+        source.grid,
+        datetime.now(UTC),
+        assets,
+        {
+            "geoseg:model": meta.name,
+            "geoseg:model_weights_sha256": meta.weights_sha256,
+            "geoseg:config_sha256": fingerprint["config_sha256"],
+            "geoseg:classes": [{"code": s.code, "name": s.name, "color": s.color} for s in styles],
+            "geoseg:source": source.name,
+        },
+    )
 
 
 def _summarise(meta: BundleMeta, outcomes: list[ChunkOutcome]) -> dict[str, Any]:
@@ -165,6 +237,7 @@ def run_predict(
         "total_km2_per_h": round(area_km2 / (timings["total_s"] / 3600), 1),
     }
     figures["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    _report(step, meta, source, styles, figures, fingerprint, stage, class_map)
 
     # Commit: the previous run's manifest stays valid (its outputs untouched) until here.
     previous = previous_outputs(step.folder)
