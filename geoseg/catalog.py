@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import Field, model_validator
 
 from geoseg.config import ClosedModel, parse_model, read_yaml
@@ -91,11 +92,60 @@ class SourceSpec(ClosedModel):
         return self
 
 
+class ClassSpec(ClosedModel):
+    """A class of an image set: its name and display colour."""
+
+    name: str
+    color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
+
+
+class AssertedGeoreference(ClosedModel):
+    """Georeferencing asserted for images that carry none: square pixels, CRS, top-left origin."""
+
+    pixel_size: float = Field(gt=0)
+    crs: str
+    origin: tuple[float, float]
+
+
+class ImageSetSpec(ClosedModel):
+    """A folder of images with colour-coded annotation masks (e.g. field photos).
+
+    ``images`` and ``annotations`` are path patterns with ``{id}`` (Python format, so
+    ``{id:03d}`` pads numbers); ``ids`` lists the ids or names a YAML file with an ``ids:`` list.
+    ``colours`` maps ``"r,g,b"`` to class codes; ``classes`` names those codes. Images without
+    georeferencing are processed in pixel coordinates (``georeference: pixels``, said so in every
+    output) unless a pixel size, CRS and origin are asserted.
+    """
+
+    description: str = ""
+    licence: str = ""
+    images: str
+    annotations: str
+    ids: list[int | str] | str
+    bands: list[str] = Field(default_factory=lambda: ["red", "green", "blue"])
+    units: str = "8-bit RGB"
+    colours: dict[str, int]
+    classes: dict[int, ClassSpec]
+    georeference: Literal["pixels"] | AssertedGeoreference = "pixels"
+
+    @model_validator(mode="after")
+    def _colours_name_known_classes(self) -> ImageSetSpec:
+        unknown = sorted({c for c in self.colours.values() if c not in self.classes})
+        if unknown:
+            raise ValueError(f"colours map to codes {unknown} that 'classes' does not name")
+        for colour in self.colours:
+            parts = colour.split(",")
+            if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"colour '{colour}' must be written 'r,g,b' (0..255 each)")
+        return self
+
+
 class CatalogSpec(ClosedModel):
     """The whole ``data_catalog.yaml``."""
 
     version: Literal[1]
     sources: dict[str, SourceSpec]
+    image_sets: dict[str, ImageSetSpec] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +250,16 @@ class Catalog:
         """Source names, in file order."""
         return list(self.spec.sources)
 
+    def image_set(self, name: str) -> ImageSetRef:
+        """Resolve the image set called ``name``."""
+        spec = self.spec.image_sets.get(name)
+        if spec is None:
+            raise CatalogError(
+                f"catalog {self.path} has no image set '{name}'; it has: "
+                f"{', '.join(self.spec.image_sets) or 'none'}"
+            )
+        return resolve_image_set(name, spec, self.path.parent)
+
     def source(self, name: str) -> SourceRef:
         """Resolve the source called ``name``."""
         spec = self.spec.sources.get(name)
@@ -208,6 +268,67 @@ class Catalog:
                 f"catalog {self.path} has no source '{name}'; it has: {', '.join(self.names)}"
             )
         return resolve_source(name, spec, self.path.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSetRef:
+    """A resolved image set: every image and annotation path by id, and how to read them."""
+
+    name: str
+    images: tuple[tuple[str, Path], ...]
+    annotations: tuple[tuple[str, Path], ...]
+    bands: tuple[str, ...]
+    units: str
+    colours: tuple[tuple[tuple[int, int, int], int], ...]
+    classes: tuple[tuple[int, str, str], ...]
+    georeference: AssertedGeoreference | None
+    description: str
+    licence: str
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Image ids, in catalog order."""
+        return tuple(i for i, _ in self.images)
+
+
+def resolve_image_set(name: str, spec: ImageSetSpec, base: Path) -> ImageSetRef:
+    """Expand the patterns into one image and one annotation path per id."""
+    ids = spec.ids
+    if isinstance(ids, str):
+        listing = expand_path(ids, base)
+        try:
+            loaded = yaml.safe_load(listing.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise CatalogError(
+                f"image set '{name}': cannot read ids from {listing}: {exc}"
+            ) from exc
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("ids"), list):
+            raise CatalogError(f"image set '{name}': {listing} must hold an 'ids:' list")
+        ids = loaded["ids"]
+    if not ids:
+        raise CatalogError(f"image set '{name}' lists no images")
+
+    def paths(pattern: str) -> tuple[tuple[str, Path], ...]:
+        template = str(expand_path(pattern, base))  # ${VAR}s first; then {id} per image
+        return tuple((str(i), Path(template.format(id=i))) for i in ids)
+
+    colours: tuple[tuple[tuple[int, int, int], int], ...] = tuple(
+        ((int(r), int(g), int(b)), code)
+        for (r, g, b), code in ((key.split(","), code) for key, code in spec.colours.items())
+    )
+    georeference = None if spec.georeference == "pixels" else spec.georeference
+    return ImageSetRef(
+        name,
+        paths(spec.images),
+        paths(spec.annotations),
+        tuple(spec.bands),
+        spec.units,
+        colours,
+        tuple((code, c.name, c.color) for code, c in sorted(spec.classes.items())),
+        georeference if isinstance(georeference, AssertedGeoreference) else None,
+        spec.description,
+        spec.licence,
+    )
 
 
 def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
