@@ -160,7 +160,8 @@ def validate(workflow: Annotated[Path, typer.Argument(help="Workflow YAML file."
     out.print(f"{plan.path}: valid, {len(plan.steps)} step(s)", highlight=False)
     for step in plan.steps:
         kind = type(step).__name__.removeprefix("Planned").lower()
-        what = f"source={step.source.name}" if hasattr(step, "source") else "analysis"
+        source = getattr(step, "source", None)
+        what = f"source={source.name}" if source is not None else "image set / analysis"
         out.print(f"  {step.index}: {kind} {what}", highlight=False)
         for path in step.outputs():
             flag = " (exists: needs --overwrite)" if path.exists() else ""

@@ -34,7 +34,7 @@ from geoseg.stitch.reference import predict_in_memory
 from geoseg.tiling.grid import TileGrid
 from geoseg.train.card import model_card
 from geoseg.train.chips import augment, cut, sample_chip_windows
-from geoseg.train.scene import Scene, load_scene
+from geoseg.train.scene import Scene, load_image_set, load_scene
 from geoseg.workflow.schema import TrainStep
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,17 @@ def _validate(
     codes = specs[0].codes
     matrix = np.zeros((len(codes), len(codes) + 1), dtype=np.int64)
     per_scene = {}
+    per_source: dict[str, NDArray[np.int64]] = {}
     for scene, spec in zip(scenes, specs, strict=True):
-        prediction = predict_in_memory(scene.image, Predictor(network, device), spec).classes
         held = scene.split.validation
+        if not held.any():
+            continue
+        prediction = predict_in_memory(scene.image, Predictor(network, device), spec).classes
         own = confusion_matrix(scene.codes[held], prediction[held], codes)
         matrix += own
-        per_scene[scene.name] = scores(own, codes).miou
+        per_source[scene.name] = per_source.get(scene.name, 0) + own
+    for name, own in per_source.items():
+        per_scene[name] = scores(own, codes).miou
     network.train()
     return scores(matrix, codes), per_scene
 
@@ -124,12 +129,15 @@ def train(
         torch.set_num_threads(step.threads)
     device = resolve_device(step.device)
     scenes = [
-        load_scene(
+        scene
+        for item in step.inputs
+        for scene in load_scene(
             catalog, item.source, item.labels, step.bands, step.classes, step.validation, step.seed
         )
-        for item in step.inputs
     ]
-    band_names = scenes[0].source.band_names
+    if step.image_set:
+        scenes += load_image_set(catalog, step.image_set, step.classes, step.validation, step.seed)
+    band_names = scenes[0].band_names
     class_codes = step.classes or sorted(
         {int(c) for scene in scenes for c in np.unique(scene.codes) if c != 0}
     )
@@ -169,7 +177,8 @@ def train(
 
     history: list[EpochRecord] = []
     best: tuple[float, int, dict[str, torch.Tensor], Scores, dict[str, float | None]] | None = None
-    names = {c: class_info(c).name for c in class_codes}
+    names = {c: scenes[0].classes.get(c, (class_info(c).name, ""))[0] for c in class_codes}
+    colours = {c: scenes[0].classes.get(c, ("", class_info(c).color))[1] for c in class_codes}
     network.train()
     with progress_bar(show_progress) as progress:
         epochs = progress.add_task("train epochs", total=step.epochs)
@@ -222,18 +231,20 @@ def train(
         raise TrainingError("training ran no epoch")
     _, best_epoch, best_state, best_scores, best_per_scene = best
     lead = scenes[0]
+    sources = {scene.name: scene for scene in reversed(scenes)}  # first scene of each source
+    firsts = [sources[name] for name in dict.fromkeys(scene.name for scene in scenes)]
     meta = BundleMeta(
         name=step.name or output.stem,
         network=step.network,
         bands=lead.profile().bands,
-        units=lead.source.ref.units,
-        pixel_size=lead.source.grid.pixel_size[0],
-        crs_units=lead.source.grid.crs_units,
-        classes=[ClassInfo(code=c, name=names[c], color=class_info(c).color) for c in class_codes],
-        profiles=[scene.profile() for scene in scenes] if len(scenes) > 1 else [],
+        units=lead.units,
+        pixel_size=lead.pixel_size,
+        crs_units=lead.crs_units,
+        classes=[ClassInfo(code=c, name=names[c], color=colours[c]) for c in class_codes],
+        profiles=[scene.profile() for scene in firsts] if len(firsts) > 1 else [],
         tile_size=step.chip_size,
         overlap=step.overlap,
-        training_data=[scene.provenance() for scene in scenes],
+        training_data=[scene.provenance for scene in firsts],
         training=_training_summary(step, scenes, targets, class_codes, names, best_epoch),
         metrics={
             "validation": best_scores.as_dict(names),

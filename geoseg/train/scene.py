@@ -1,4 +1,9 @@
-"""One training scene: a catalog source with its labels, its spatial split and statistics."""
+"""Training scenes: what the loop trains and validates on.
+
+A raster source gives one scene, split spatially into training and hold-out blocks. An image set
+gives one scene per image, split by whole images (a held-out image is never trained on). All
+scenes of one source share its band statistics, recorded as that source's input profile.
+"""
 
 from __future__ import annotations
 
@@ -9,57 +14,70 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.catalog import Catalog
-from geoseg.io.labels import Labels, open_labels
+from geoseg.classes import class_info
+from geoseg.errors import TrainingError
+from geoseg.io.images import read_annotation, read_image
+from geoseg.io.labels import open_labels
 from geoseg.io.source import RasterSource
 from geoseg.model.bundle import BandStats, DataProvenance, InputProfile
 from geoseg.stitch.predict import valid_mask
 from geoseg.train.holdout import Split, spatial_split
 from geoseg.workflow.schema import ValidationConfig
 
+#: Pixel "size" and unit recorded for image sets processed in pixel coordinates.
+PIXEL_UNITS = "pixel"
+
 
 @dataclass(frozen=True)
 class Scene:
-    """A source read into memory for training, its labels as codes, and its hold-out split."""
+    """An image in memory, its labels as codes, its split and its source's statistics."""
 
-    source: RasterSource
-    labels: Labels
+    name: str
+    item: str
+    band_names: tuple[str, ...]
     image: NDArray[np.float32]
     codes: NDArray[np.uint8]
     split: Split
     mean: NDArray[np.float64]
     std: NDArray[np.float64]
-
-    @property
-    def name(self) -> str:
-        """The catalog source name."""
-        return self.source.name
+    units: str
+    pixel_size: float
+    crs_units: str
+    provenance: DataProvenance
+    classes: dict[int, tuple[str, str]]
 
     def profile(self) -> InputProfile:
-        """The input profile the bundle records for this source (per-source normalisation)."""
+        """The input profile the bundle records for this scene's source."""
         return InputProfile(
             name=self.name,
-            units=self.source.ref.units,
-            pixel_size=self.source.grid.pixel_size[0],
-            crs_units=self.source.grid.crs_units,
+            units=self.units,
+            pixel_size=self.pixel_size,
+            crs_units=self.crs_units,
             bands=[
                 BandStats(name=n, mean=float(m), std=float(s))
-                for n, m, s in zip(self.source.band_names, self.mean, self.std, strict=True)
+                for n, m, s in zip(self.band_names, self.mean, self.std, strict=True)
             ],
-        )
-
-    def provenance(self) -> DataProvenance:
-        """Where this scene's data and labels come from, and their licences."""
-        return DataProvenance(
-            source=self.name,
-            description=self.source.ref.description,
-            licence=self.source.ref.licence,
-            labels=self.labels.ref.name,
-            labels_licence=self.labels.ref.licence,
         )
 
     def target(self, lookup: NDArray[np.int64]) -> NDArray[np.int64]:
         """Training targets: class index on training pixels, -1 elsewhere."""
         return np.where(self.split.train, lookup[self.codes], -1)
+
+
+def _stats(
+    images: Sequence[NDArray[np.float32]],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-band mean and std over the valid pixels of ``images``."""
+    bands = images[0].shape[0]
+    values = [np.concatenate([img[b][np.isfinite(img[b])] for img in images]) for b in range(bands)]
+    return (
+        np.array([float(v.mean()) for v in values]),
+        np.array([max(float(v.std()), 1e-6) for v in values]),
+    )
+
+
+def _keep(codes: NDArray[np.uint8], classes: Sequence[int] | None) -> NDArray[np.uint8]:
+    return np.where(np.isin(codes, classes), codes, 0).astype(np.uint8) if classes else codes
 
 
 def load_scene(
@@ -70,22 +88,102 @@ def load_scene(
     classes: Sequence[int] | None,
     validation: ValidationConfig,
     seed: int,
-) -> Scene:
-    """Read a source and its labels, split it spatially, and compute its band statistics.
-
-    Only ``classes`` (when given) count as labelled; statistics use every valid pixel.
-    """
+) -> list[Scene]:
+    """A raster source as one scene, split into training and hold-out blocks."""
     source = RasterSource.open(catalog.source(source_name))
     source = source.select(bands or list(source.band_names))
     labels = open_labels(source, labels_name)
     image = source.read(source.grid.window)
     valid = valid_mask(image)
-    codes = np.where(valid, labels.read(source.grid.window), 0).astype(np.uint8)
-    if classes:
-        codes = np.where(np.isin(codes, classes), codes, 0).astype(np.uint8)
+    codes = _keep(np.where(valid, labels.read(source.grid.window), 0).astype(np.uint8), classes)
     split = spatial_split(
         codes, validation.block_size, validation.fraction, validation.buffer, seed
     )
-    mean = np.array([float(np.mean(b[valid])) for b in image])
-    std = np.array([max(float(np.std(b[valid])), 1e-6) for b in image])
-    return Scene(source, labels, image, codes, split, mean, std)
+    mean, std = _stats([image])
+    provenance = DataProvenance(
+        source=source.name,
+        description=source.ref.description,
+        licence=source.ref.licence,
+        labels=labels.ref.name,
+        labels_licence=labels.ref.licence,
+    )
+    table = {int(c): (class_info(int(c)).name, class_info(int(c)).color) for c in range(1, 256)}
+    return [
+        Scene(
+            source.name,
+            "",
+            source.band_names,
+            image,
+            codes,
+            split,
+            mean,
+            std,
+            source.ref.units,
+            source.grid.pixel_size[0],
+            source.grid.crs_units,
+            provenance,
+            table,
+        )
+    ]
+
+
+def load_image_set(
+    catalog: Catalog,
+    name: str,
+    classes: Sequence[int] | None,
+    validation: ValidationConfig,
+    seed: int,
+) -> list[Scene]:
+    """An image set as one scene per image; a seeded share of whole images is held out."""
+    ref = catalog.image_set(name)
+    images = [read_image(path, len(ref.bands)) for _, path in ref.images]
+    codes = [_keep(read_annotation(path, ref), classes) for _, path in ref.annotations]
+    for (item, _), image, code in zip(ref.images, images, codes, strict=True):
+        if image.shape[1:] != code.shape:
+            raise TrainingError(
+                f"image set '{name}' image {item}: image is {image.shape[2]}x{image.shape[1]} px "
+                f"but its annotation is {code.shape[1]}x{code.shape[0]}"
+            )
+    count = len(images)
+    if count < 2:
+        raise TrainingError(f"image set '{name}' needs at least 2 images (one to hold out)")
+    rng = np.random.default_rng(seed)
+    held = min(count - 1, max(1, round(validation.fraction * count)))
+    validation_items = set(rng.choice(count, held, replace=False).tolist())
+    mean, std = _stats(images)
+    geo = ref.georeference
+    provenance = DataProvenance(
+        source=name,
+        description=ref.description,
+        licence=ref.licence,
+        labels="annotations",
+        labels_licence=ref.licence,
+    )
+    table = {code: (label, colour) for code, label, colour in ref.classes}
+    scenes = []
+    for k, ((item, _), image, code) in enumerate(zip(ref.images, images, codes, strict=True)):
+        labelled = code > 0
+        empty = np.zeros(code.shape, dtype=bool)
+        split = Split(
+            empty if k in validation_items else labelled,
+            labelled if k in validation_items else empty,
+            (),
+        )
+        scenes.append(
+            Scene(
+                name,
+                item,
+                ref.bands,
+                image,
+                code,
+                split,
+                mean,
+                std,
+                ref.units,
+                geo.pixel_size if geo else 1.0,
+                "metre" if geo else PIXEL_UNITS,
+                provenance,
+                table,
+            )
+        )
+    return scenes

@@ -39,9 +39,9 @@ class PlannedTrain:
     output: Path
 
     @property
-    def source(self) -> SourceRef:
-        """The first training source."""
-        return self.sources[0]
+    def source(self) -> SourceRef | None:
+        """The first raster training source (None when training on an image set)."""
+        return self.sources[0] if self.sources else None
 
     def outputs(self) -> list[Path]:
         """Final paths this step writes."""
@@ -210,6 +210,8 @@ def plan_workflow(path: str | Path) -> Plan:
                         f"{where}.bands: source '{source.name}' has no band(s) {missing}; it has "
                         f"{list(source.band_names)}"
                     )
+            if entry.train.image_set is not None:
+                catalog.image_set(entry.train.image_set)
             step_plan = PlannedTrain(index, entry.train, sources, output)
             trained.add(output)
         elif entry.zonal is not None or entry.change is not None:

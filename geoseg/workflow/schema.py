@@ -102,6 +102,7 @@ class TrainStep(ClosedModel):
     source: str | None = None
     labels: str | None = None
     sources: list[TrainSource] | None = Field(default=None, min_length=1)
+    image_set: str | None = None
     output: str
     name: str | None = None
     bands: list[str] | None = None
@@ -123,15 +124,18 @@ class TrainStep(ClosedModel):
 
     @property
     def inputs(self) -> list[TrainSource]:
-        """Every training source, in order."""
+        """Every raster training source, in order (none for an image set)."""
         if self.sources:
             return list(self.sources)
-        return [TrainSource(source=self.source or "", labels=self.labels)]
+        return [TrainSource(source=self.source, labels=self.labels)] if self.source else []
 
     @model_validator(mode="after")
     def _chips_fit_the_network(self) -> TrainStep:
-        if (self.source is None) == (self.sources is None):
-            raise ValueError("give either 'source' (with optional 'labels') or 'sources'")
+        given = [k for k in ("source", "sources", "image_set") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'source' (with optional 'labels'), 'sources' or 'image_set'"
+            )
         TileGrid(self.chip_size, self.overlap)
         if self.chip_size % self.network.divisor:
             raise ValueError(
