@@ -44,6 +44,7 @@ SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg")
 #: Field names longer than a Shapefile allows (10 characters), and what they become there.
 SHAPEFILE_NAMES: dict[str, str] = {
     "perimeter_m": "perim_m",
+    "perimeter_px": "perim_px",
     "mean_confidence": "mean_conf",
     "instance_id": "inst_id",
     "weed_fraction": "weed_frac",

@@ -271,6 +271,10 @@ def _training_summary(
         "config": step.model_dump(),
         "best_epoch": best_epoch,
         "validation_blocks": sum(len(s.split.blocks) for s in scenes),
+        "holdout_items": {
+            name: [s.item for s in scenes if s.name == name and s.item and s.split.validation.any()]
+            for name in dict.fromkeys(s.name for s in scenes if s.item)
+        },
         "validation_pixels": int(sum(int(s.split.validation.sum()) for s in scenes)),
         "training_pixels": {names[c]: int(n) for c, n in zip(class_codes, counts, strict=True)},
         "torch": torch.__version__,

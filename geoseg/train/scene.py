@@ -127,6 +127,15 @@ def load_scene(
     ]
 
 
+def held_out_images(count: int, fraction: float, seed: int) -> set[int]:
+    """Indexes of the whole images held out for validation (seeded, at least one, not all)."""
+    if count < 2:
+        raise TrainingError(f"an image set needs at least 2 images (one to hold out), has {count}")
+    rng = np.random.default_rng(seed)
+    held = min(count - 1, max(1, round(fraction * count)))
+    return {int(i) for i in rng.choice(count, held, replace=False)}
+
+
 def load_image_set(
     catalog: Catalog,
     name: str,
@@ -144,12 +153,7 @@ def load_image_set(
                 f"image set '{name}' image {item}: image is {image.shape[2]}x{image.shape[1]} px "
                 f"but its annotation is {code.shape[1]}x{code.shape[0]}"
             )
-    count = len(images)
-    if count < 2:
-        raise TrainingError(f"image set '{name}' needs at least 2 images (one to hold out)")
-    rng = np.random.default_rng(seed)
-    held = min(count - 1, max(1, round(validation.fraction * count)))
-    validation_items = set(rng.choice(count, held, replace=False).tolist())
+    validation_items = held_out_images(len(images), validation.fraction, seed)
     mean, std = _stats(images)
     geo = ref.georeference
     provenance = DataProvenance(

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoseg.catalog import Catalog, SourceRef
+from geoseg.catalog import Catalog, ImageSetRef, SourceRef
 from geoseg.errors import ConfigError
 from geoseg.executor import ExecutorSpec
 from geoseg.export.vector import SUFFIX
@@ -19,6 +19,7 @@ from geoseg.tiling.grid import TileGrid
 from geoseg.workflow.schema import (
     ChangeStep,
     EvaluateStep,
+    PredictImagesStep,
     PredictStep,
     TrainStep,
     Workflow,
@@ -153,7 +154,30 @@ class PlannedAnalysis:
         return [self.folder / n for n in ("transitions.csv", "change.tif", "change.gpkg")]
 
 
-Planned = PlannedTrain | PlannedPredict | PlannedEvaluate | PlannedAnalysis
+@dataclass(frozen=True)
+class PlannedImages:
+    """A predict_images step: its image set, model and output folder resolved."""
+
+    index: int
+    step: PredictImagesStep
+    image_set: ImageSetRef
+    model: Path
+    folder: Path
+
+    @property
+    def work(self) -> Path:
+        """The step's work folder."""
+        return self.folder / WORK_DIR
+
+    def outputs(self) -> list[Path]:
+        """Final paths this step writes (class maps go to the ``classes`` folder)."""
+        return [self.folder / n for n in IMAGE_OUTPUTS]
+
+
+#: What a predict_images step writes (metrics only where annotations exist).
+IMAGE_OUTPUTS = ("plants.gpkg", "weed_grid.gpkg", "weed_grid.shp", "counts.csv", "classes")
+
+Planned = PlannedTrain | PlannedPredict | PlannedEvaluate | PlannedAnalysis | PlannedImages
 
 
 @dataclass(frozen=True)
@@ -214,6 +238,19 @@ def plan_workflow(path: str | Path) -> Plan:
                 catalog.image_set(entry.train.image_set)
             step_plan = PlannedTrain(index, entry.train, sources, output)
             trained.add(output)
+        elif entry.predict_images is not None:
+            images = entry.predict_images
+            model = _relative(wf_path, images.model)
+            step_plan = PlannedImages(
+                index,
+                images,
+                catalog.image_set(images.image_set),
+                model,
+                _relative(wf_path, images.output),
+            )
+            if model not in trained:
+                load_meta(model)
+            _check_folder(step_plan.folder, where)
         elif entry.zonal is not None or entry.change is not None:
             analysis = entry.zonal or entry.change
             if analysis is None:  # excluded by the condition above

@@ -19,11 +19,13 @@ from geoseg.export.atomic import check_writable
 from geoseg.model.bundle import load_meta
 from geoseg.workflow.analysis import run_analysis
 from geoseg.workflow.evaluate import run_evaluate
+from geoseg.workflow.images import run_predict_images
 from geoseg.workflow.manifest import MANIFEST_NAME
 from geoseg.workflow.plan import (
     Plan,
     PlannedAnalysis,
     PlannedEvaluate,
+    PlannedImages,
     PlannedPredict,
     PlannedTrain,
     plan_workflow,
@@ -78,7 +80,7 @@ def _run(
     for step in plan.steps:
         if isinstance(step, PlannedTrain):
             check_writable(step.output, overwrite)
-        elif isinstance(step, PlannedEvaluate | PlannedAnalysis):
+        elif isinstance(step, PlannedEvaluate | PlannedAnalysis | PlannedImages):
             for out in step.outputs():
                 check_writable(out, overwrite)
         elif step.model in trained:  # its model does not exist yet: cannot be up to date
@@ -97,6 +99,20 @@ def _run(
             if isinstance(step, PlannedEvaluate):
                 figures = run_evaluate(plan, step, ex, overwrite)
                 reports.append(StepReport(step.index, "evaluate", step.outputs(), figures))
+                continue
+            if isinstance(step, PlannedImages):
+                figures = run_predict_images(
+                    plan.catalog.path,
+                    plan.path,
+                    step.index,
+                    step.step,
+                    step.image_set,
+                    step.model,
+                    step.folder,
+                    ex,
+                    overwrite,
+                )
+                reports.append(StepReport(step.index, "predict_images", step.outputs(), figures))
                 continue
             if isinstance(step, PlannedAnalysis):
                 figures = run_analysis(plan, step, ex, overwrite)

@@ -185,7 +185,33 @@ class ChangeStep(ClosedModel):
     chunk_size: int = Field(default=1024, ge=64)
 
 
-STEP_KINDS = ("train", "predict", "evaluate", "zonal", "change")
+class WeedGridConfig(ClosedModel):
+    """Cells for variable-rate spraying: size (px, or m when georeferenced) and weed threshold."""
+
+    cell: float = Field(default=100, gt=0)
+    threshold: float = Field(default=0.05, ge=0, le=1)
+
+
+class PredictImagesStep(ClosedModel):
+    """Predict photos of an image set; per-plant polygons, boxes, counts, weed grid, metrics."""
+
+    image_set: str
+    model: str
+    output: str
+    images: Literal["holdout", "all"] | list[str] = "holdout"
+    tile_size: int | None = Field(default=None, ge=8)
+    overlap: int | None = Field(default=None, ge=0)
+    batch_size: int = Field(default=8, ge=1)
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN)
+    crop_class: str = "crop"
+    weed_class: str = "weed"
+    soil_class: str | None = "soil"
+    grid: WeedGridConfig = Field(default_factory=WeedGridConfig)
+    tolerance: int = Field(default=3, ge=0, le=50)
+    overlays: int = Field(default=4, ge=0)
+
+
+STEP_KINDS = ("train", "predict", "evaluate", "zonal", "change", "predict_images")
 
 
 class Step(ClosedModel):
@@ -196,6 +222,7 @@ class Step(ClosedModel):
     evaluate: EvaluateStep | None = None
     zonal: ZonalStep | None = None
     change: ChangeStep | None = None
+    predict_images: PredictImagesStep | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:

@@ -1,0 +1,367 @@
+"""Executing a predict_images step: photos of an image set -> class maps, plants, weed grid.
+
+Each image is one task: stitched tiled prediction of the whole photo (it fits in memory), its
+class map written as a GeoTIFF, its plants (instances) and boxes, its weed-pressure grid, and -
+where annotations exist - its confusion and boundary counts. Images without georeferencing are
+processed in pixel coordinates (x = column, y = row, origin top-left): every output says so (layer
+metadata, column units ``px``, the manifest and metrics).
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from affine import Affine
+from numpy.typing import NDArray
+
+from geoseg.analysis.instances import boxes, counts, instances
+from geoseg.analysis.weedgrid import weed_grid
+from geoseg.catalog import ImageSetRef
+from geoseg.errors import BundleError, ConfigError
+from geoseg.evaluate.boundary import boundary_counts
+from geoseg.evaluate.metrics import confusion_matrix, scores
+from geoseg.evaluate.report import plot_confusion, plot_overlay, write_metrics
+from geoseg.executor import Executor
+from geoseg.export.atomic import atomic_path
+from geoseg.export.style import ClassStyle, style_path, vector_qml, write_style
+from geoseg.export.vector import convert
+from geoseg.io.images import read_annotation, read_image
+from geoseg.model.bundle import BundleMeta, InputProfile, load_meta
+from geoseg.stitch.predict import InferenceSpec
+from geoseg.stitch.reference import predict_in_memory
+from geoseg.tiling.grid import TileGrid
+from geoseg.workflow.commit import commit
+from geoseg.workflow.manifest import MANIFEST_NAME, describe_files, now, write_manifest
+from geoseg.workflow.schema import PredictImagesStep
+
+PIXEL_NOTE = "image pixel coordinates (x = column, y = row, origin top-left); NOT georeferenced"
+OUTPUTS = (
+    "plants.gpkg",
+    "weed_grid.gpkg",
+    "weed_grid.shp",
+    "counts.csv",
+    "metrics.json",
+    "metrics.csv",
+    "confusion.png",
+)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """What every image task needs (paths and settings, no model)."""
+
+    ref: ImageSetRef
+    bundle: Path
+    device: str
+    threads: int
+    spec: InferenceSpec
+    codes: tuple[int, ...]
+    names: dict[int, str]
+    crop: int
+    weed: int
+    soil: int | None
+    cell_px: int
+    threshold: float
+    tolerance: int
+    transform: Affine
+    unit: str
+    staged: Path
+    overlay_ids: tuple[str, ...]
+    styles: tuple[ClassStyle, ...]
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image's plants, grid cells and counts."""
+
+    item: str
+    plants: gpd.GeoDataFrame
+    grid: gpd.GeoDataFrame
+    matrix: NDArray[np.int64] | None
+    boundary: NDArray[np.int64] | None
+
+
+def _class_code(meta: BundleMeta, name: str | None, what: str) -> int | None:
+    if name is None:
+        return None
+    for info in meta.classes:
+        if info.name == name:
+            return info.code
+    raise ConfigError(
+        f"{what} '{name}' is not a class of model '{meta.name}': {[c.name for c in meta.classes]}"
+    )
+
+
+def _profile(meta: BundleMeta, ref: ImageSetRef) -> InputProfile:
+    geo = ref.georeference
+    units, size = ("metre", geo.pixel_size) if geo else ("pixel", 1.0)
+    for profile in meta.input_profiles():
+        if (
+            profile.units.lower() == ref.units.lower()
+            and profile.crs_units == units
+            and abs(profile.pixel_size - size) <= 0.01 * size
+        ):
+            return profile
+    raise BundleError(
+        f"model bundle '{meta.name}' does not fit image set '{ref.name}' ({ref.units}, "
+        f"{size:g} {units} pixels); its profiles: "
+        + "; ".join(
+            f"{p.name}: {p.units}, {p.pixel_size:g} {p.crs_units}" for p in meta.input_profiles()
+        )
+    )
+
+
+def predict_image(job: ImageJob, item: str) -> ImageResult:
+    """Predict one image and derive its outputs (class map file written to the work folder)."""
+    from geoseg.model.predictor import predictor
+
+    paths = dict(job.ref.images)
+    image = read_image(paths[item], len(job.ref.bands))
+    prediction = predict_in_memory(image, predictor(job.bundle, job.device, job.threads), job.spec)
+    classes = prediction.classes
+    profile = {
+        "driver": "GTiff",
+        "height": classes.shape[0],
+        "width": classes.shape[1],
+        "count": 1,
+        "dtype": "uint8",
+        "nodata": 0,
+        "compress": "deflate",
+    }
+    if job.unit == "m" and job.ref.georeference is not None:
+        profile.update(crs=job.ref.georeference.crs, transform=job.transform)
+    target = job.staged / "classes" / f"{item}.tif"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target, overwrite=True) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(classes, 1)
+        dst.write_colormap(1, {s.code: (*s.rgb, 255) for s in job.styles})
+        dst.update_tags(COORDINATES=PIXEL_NOTE if job.unit == "px" else "asserted in catalog")
+    plants = instances(
+        classes, prediction.confidence, [job.crop, job.weed], job.names, job.transform, job.unit
+    )
+    plants.insert(0, "image_id", item)
+    grid = weed_grid(
+        classes, job.cell_px, job.weed, job.crop, job.soil, job.threshold, job.transform
+    )
+    grid.insert(0, "image_id", item)
+    matrix = boundary = None
+    annotations = dict(job.ref.annotations)
+    if item in annotations and annotations[item].exists():
+        reference = read_annotation(annotations[item], job.ref).astype(np.int64)
+        evaluated = reference > 0
+        matrix = confusion_matrix(reference[evaluated], classes[evaluated], job.codes)
+        boundary = boundary_counts(
+            reference,
+            classes.astype(np.int64),
+            evaluated,
+            (slice(None), slice(None)),
+            job.codes,
+            job.tolerance,
+        )
+        if item in job.overlay_ids:
+            errors = np.where(evaluated, np.where(classes == reference, 1, 2), 0).astype(np.uint8)
+            plot_overlay(
+                image,
+                classes,
+                reference.astype(np.uint8),
+                errors,
+                {s.code: s.color for s in job.styles},
+                job.names,
+                {1: "#4daf4a", 2: "#e41a1c"},
+                {1: "correct", 2: "wrong class"},
+                job.staged / "overlays" / f"overlay_{item}.png",
+            )
+    return ImageResult(item, plants, grid, matrix, boundary)
+
+
+def run_predict_images(
+    catalog_path: Path,
+    plan_path: Path,
+    index: int,
+    cfg: PredictImagesStep,
+    ref: ImageSetRef,
+    model: Path,
+    folder: Path,
+    ex: Executor,
+    overwrite: bool,
+) -> dict[str, Any]:
+    """Execute the step; returns its headline figures."""
+    from geoseg.train.scene import held_out_images
+
+    started = now()
+    meta = load_meta(model)
+    profile = _profile(meta, ref)
+    size = cfg.tile_size or meta.tile_size
+    overlap = cfg.overlap if cfg.overlap is not None else meta.overlap
+    if size % meta.network.divisor:
+        raise ConfigError(f"tile_size {size} must be a multiple of {meta.network.divisor}")
+    if cfg.images == "holdout":
+        training = meta.training.get("config", {})
+        held = held_out_images(
+            len(ref.ids),
+            training.get("validation", {}).get("fraction", 0.2),
+            training.get("seed", 0),
+        )
+        if training.get("image_set") != ref.name:
+            raise ConfigError(
+                f"images: holdout needs a model trained on image set '{ref.name}'; "
+                f"'{meta.name}' was not: list the image ids instead"
+            )
+        items = [ref.ids[i] for i in sorted(held)]
+    elif cfg.images == "all":
+        items = list(ref.ids)
+    else:
+        unknown = [i for i in cfg.images if i not in ref.ids]
+        if unknown:
+            raise ConfigError(f"image set '{ref.name}' has no images {unknown}")
+        items = list(cfg.images)
+    geo = ref.georeference
+    unit = "m" if geo else "px"
+    transform = (
+        Affine(geo.pixel_size, 0, geo.origin[0], 0, -geo.pixel_size, geo.origin[1])
+        if geo
+        else Affine.identity()
+    )
+    cell_px = max(1, round(cfg.grid.cell / geo.pixel_size)) if geo else max(1, round(cfg.grid.cell))
+    work = folder / ".geoseg-work"
+    shutil.rmtree(work, ignore_errors=True)
+    staged = work / "staged"
+    staged.mkdir(parents=True)
+    styles = tuple(ClassStyle(c.code, c.name, c.color) for c in meta.classes)
+    names = {c.code: c.name for c in meta.classes}
+    job = ImageJob(
+        ref,
+        model,
+        cfg.device,
+        1,
+        InferenceSpec(
+            TileGrid(size, overlap),
+            cfg.batch_size,
+            tuple(b.mean for b in profile.bands),
+            tuple(b.std for b in profile.bands),
+            meta.class_codes,
+        ),
+        meta.class_codes,
+        names,
+        _class_code(meta, cfg.crop_class, "crop_class") or 0,
+        _class_code(meta, cfg.weed_class, "weed_class") or 0,
+        _class_code(meta, cfg.soil_class, "soil_class"),
+        cell_px,
+        cfg.grid.threshold,
+        cfg.tolerance,
+        transform,
+        unit,
+        staged,
+        tuple(items[: cfg.overlays]),
+        styles,
+    )
+    results = ex.map(functools.partial(predict_image, job), items, "images", lambda i: f"image {i}")
+    plants = pd.concat([r.plants for r in results], ignore_index=True)
+    plants = gpd.GeoDataFrame(plants, geometry=plants.geometry.name, crs=None)
+    metadata = {
+        "geoseg:coordinates": PIXEL_NOTE if unit == "px" else "catalog-asserted",
+        "geoseg:licence": ref.licence,
+    }
+    _write_layers(staged / "plants.gpkg", {"plants": plants, "boxes": boxes(plants)}, metadata)
+    grid = pd.concat([r.grid for r in results], ignore_index=True)
+    grid = gpd.GeoDataFrame(grid, geometry="geometry", crs=None)
+    _write_layers(staged / "weed_grid.gpkg", {"weed_grid": grid}, metadata)
+    convert(staged / "weed_grid.gpkg", "weed_grid", staged / "weed_grid.shp", "shp", True)
+    table = pd.concat(
+        [counts(r.plants, unit).assign(image_id=r.item) for r in results], ignore_index=True
+    )
+    table["units"] = unit
+    with atomic_path(staged / "counts.csv", overwrite=True) as tmp:
+        table.to_csv(tmp, index=False)
+    evaluated = [r for r in results if r.matrix is not None]
+    figures: dict[str, Any] = {
+        "images": len(items),
+        "plants": len(plants),
+        "coordinates": metadata["geoseg:coordinates"],
+        "cells_to_treat": int(grid.treat.sum()),
+        "cells": len(grid),
+    }
+    if evaluated:
+        matrix = np.sum([r.matrix for r in evaluated if r.matrix is not None], axis=0)
+        boundary = np.sum([r.boundary for r in evaluated if r.boundary is not None], axis=0)
+        result = scores(matrix, meta.class_codes, boundary, cfg.tolerance)
+        write_metrics(
+            result,
+            names,
+            staged,
+            {
+                "images": items,
+                "coordinates": figures["coordinates"],
+                "per_image_miou": {
+                    r.item: scores(r.matrix, meta.class_codes).miou
+                    for r in evaluated
+                    if r.matrix is not None
+                },
+            },
+        )
+        plot_confusion(result, names, staged / "confusion.png")
+        figures.update(
+            miou=result.miou,
+            per_class_iou={names[c.code]: c.iou for c in result.classes},
+            boundary_f=result.boundary_f,
+        )
+    finals = {folder / name: staged / name for name in OUTPUTS if (staged / name).exists()}
+    finals[folder / "classes"] = staged / "classes"
+    if (staged / "overlays").exists():
+        finals[folder / "overlays"] = staged / "overlays"
+    extras = {
+        style_path(folder / "plants.gpkg"): write_style(
+            style_path(staged / "plants.gpkg"), vector_qml(styles)
+        )
+    }
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    for final in finals:
+        if final.is_dir() and overwrite:
+            shutil.rmtree(final)
+    commit(finals, overwrite)
+    commit(extras, overwrite=True)
+    write_manifest(
+        folder,
+        {
+            "workflow": str(plan_path),
+            "step": index,
+            "kind": "predict_images",
+            "started": started,
+            "config": cfg.model_dump(mode="json"),
+            "model": {"path": str(model), "name": meta.name},
+            "image_set": ref.name,
+            "licence": ref.licence,
+            "figures": figures,
+            "outputs": describe_files([p for p in finals if p.is_file()]),
+            "catalog": str(catalog_path),
+        },
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def _write_layers(
+    path: Path, layers: dict[str, gpd.GeoDataFrame], metadata: dict[str, str]
+) -> None:
+    """Several layers into one new GeoPackage (written under a temporary name)."""
+    import pyogrio
+
+    with atomic_path(path, overwrite=True) as tmp:
+        for layer, frame in layers.items():
+            pyogrio.write_dataframe(
+                frame,
+                tmp,
+                layer=layer,
+                driver="GPKG",
+                promote_to_multi=False,
+                geometry_type="Polygon",
+                layer_metadata=metadata,
+            )
