@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,14 +268,16 @@ def run_predict_images(
     plants = pd.concat([r.plants for r in results], ignore_index=True)
     plants = gpd.GeoDataFrame(plants, geometry=plants.geometry.name, crs=None)
     metadata = {
-        "geoseg:coordinates": PIXEL_NOTE if unit == "px" else "catalog-asserted",
-        "geoseg:licence": ref.licence,
+        "GEOSEG_COORDINATES": PIXEL_NOTE if unit == "px" else "catalog-asserted",
+        "GEOSEG_LICENCE": ref.licence,
     }
     _write_layers(staged / "plants.gpkg", {"plants": plants, "boxes": boxes(plants)}, metadata)
     grid = pd.concat([r.grid for r in results], ignore_index=True)
     grid = gpd.GeoDataFrame(grid, geometry="geometry", crs=None)
     _write_layers(staged / "weed_grid.gpkg", {"weed_grid": grid}, metadata)
-    convert(staged / "weed_grid.gpkg", "weed_grid", staged / "weed_grid.shp", "shp", True)
+    with warnings.catch_warnings():  # main thread; no CRS is the point in pixel coordinates
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+        convert(staged / "weed_grid.gpkg", "weed_grid", staged / "weed_grid.shp", "shp", True)
     table = pd.concat(
         [counts(r.plants, unit).assign(image_id=r.item) for r in results], ignore_index=True
     )
@@ -285,7 +288,7 @@ def run_predict_images(
     figures: dict[str, Any] = {
         "images": len(items),
         "plants": len(plants),
-        "coordinates": metadata["geoseg:coordinates"],
+        "coordinates": metadata["GEOSEG_COORDINATES"],
         "cells_to_treat": int(grid.treat.sum()),
         "cells": len(grid),
     }
@@ -354,7 +357,8 @@ def _write_layers(
     """Several layers into one new GeoPackage (written under a temporary name)."""
     import pyogrio
 
-    with atomic_path(path, overwrite=True) as tmp:
+    with atomic_path(path, overwrite=True) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
         for layer, frame in layers.items():
             pyogrio.write_dataframe(
                 frame,

@@ -1,0 +1,178 @@
+"""Crops and weeds: image sets, instances and boxes, the weed grid, pixel coordinates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from PIL import Image
+
+from geoseg.analysis.instances import boxes, counts, instances
+from geoseg.analysis.weedgrid import weed_grid
+from geoseg.catalog import Catalog
+from geoseg.errors import CatalogError, ConfigError
+from geoseg.io.images import read_annotation, read_image
+from tests.conftest import REPO, needs_data
+
+NAMES = {1: "soil", 2: "crop", 3: "weed"}
+
+
+def test_instances_and_boxes_of_a_hand_built_mask() -> None:
+    classes = np.ones((10, 12), dtype=np.uint8)  # soil
+    classes[1:4, 1:4] = 2  # crop plant, 9 px
+    classes[6:9, 2:3] = 3  # weed, 3 px (vertical)
+    classes[6:8, 8:11] = 3  # another weed, 6 px
+    classes[0, 11] = 3  # a 1-px weed in the corner
+    confidence = np.full(classes.shape, 0.5, dtype=np.float32)
+    confidence[1:4, 1:4] = 0.9
+    plants = instances(classes, confidence, [2, 3], NAMES, Affine.identity(), "px")
+    assert len(plants) == 4 and plants.is_valid.all()
+    crop = plants[plants.class_name == "crop"].iloc[0]
+    assert crop.area_px2 == 9 and crop.pixels == 9 and crop.perimeter_px == 12
+    assert crop.mean_confidence == pytest.approx(0.9)
+    assert (crop.xmin, crop.ymin, crop.xmax, crop.ymax) == (1, 1, 4, 4)  # x = column, y = row
+    weeds = plants[plants.class_name == "weed"].sort_values("area_px2")
+    assert weeds.area_px2.tolist() == [1, 3, 6]
+    assert len(set(plants.instance_id)) == 4
+    box = boxes(plants)
+    assert sorted(box.geometry.area) == [1.0, 3.0, 6.0, 9.0]  # boxes of these blocks: themselves
+    assert list(box.columns) == list(plants.columns)
+    table = counts(plants, "px").set_index("class_name")
+    assert table.loc["weed", "instances"] == 3 and table.loc["crop", "area_px2"] == 9
+
+
+def test_instances_in_asserted_metres() -> None:
+    classes = np.zeros((4, 4), dtype=np.uint8)
+    classes[:2, :2] = 3
+    transform = Affine(0.002, 0, 1000.0, 0, -0.002, 2000.0)  # 2 mm pixels
+    plants = instances(classes, np.ones((4, 4), np.float32), [3], NAMES, transform, "m")
+    assert plants.area_m2.iloc[0] == pytest.approx(4 * 0.002**2)
+    assert plants.xmin.iloc[0] == pytest.approx(1000.0) and plants.ymax.iloc[0] == 2000.0
+
+
+def test_weed_grid_fractions_by_hand() -> None:
+    classes = np.ones((4, 6), dtype=np.uint8)
+    classes[0, 0] = 3  # cell (0, 0): 1 weed of 4 px
+    classes[0:2, 2:4] = 3  # cell (0, 1): 4 weed of 4
+    classes[2, 4] = 2  # cell (1, 2): 1 crop, 1 nodata, 2 soil
+    classes[3, 5] = 0
+    grid = weed_grid(
+        classes, cell=2, weed=3, crop=2, soil=1, threshold=0.3, transform=Affine.identity()
+    ).set_index(["cell_row", "cell_col"])
+    assert len(grid) == 6
+    assert grid.loc[(0, 0), "weed_fraction"] == 0.25 and grid.loc[(0, 0), "treat"] == 0
+    assert grid.loc[(0, 1), "weed_fraction"] == 1.0 and grid.loc[(0, 1), "treat"] == 1
+    assert grid.loc[(0, 0), "rate"] == pytest.approx(0.25 / 0.3)
+    assert grid.loc[(1, 2), "mapped_px"] == 3
+    assert grid.loc[(1, 2), "crop_fraction"] == pytest.approx(1 / 3)
+    assert grid.loc[(1, 2), "soil_fraction"] == pytest.approx(2 / 3)
+    assert grid.geometry.area.tolist() == [4.0] * 6
+
+
+def test_uneven_edges_give_smaller_cells() -> None:
+    grid = weed_grid(np.ones((5, 5), np.uint8), 2, 3, 2, 1, 0.1, Affine.identity())
+    assert len(grid) == 9 and sorted(set(grid.geometry.area)) == [1.0, 2.0, 4.0]
+
+
+def make_set(tmp_path: Path, annotation: np.ndarray) -> Catalog:
+    (tmp_path / "img").mkdir()
+    Image.fromarray(np.full((4, 5, 3), 90, np.uint8)).save(tmp_path / "img" / "001.png")
+    Image.fromarray(annotation).save(tmp_path / "img" / "001_ann.png")
+    body = (
+        "image_sets:\n  s:\n    images: img/{id:03d}.png\n    annotations: img/{id:03d}_ann.png\n"
+        '    ids: [1]\n    colours: {"0,0,0": 1, "0,255,0": 2}\n'
+        "    classes: {1: {name: soil, color: '#aa7722'}, 2: {name: crop, color: '#22aa22'}}\n"
+    )
+    return Catalog.load(_catalog(tmp_path, body))
+
+
+def _catalog(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "catalog.yaml"
+    path.write_text("version: 1\nsources: {}\n" + body)
+    return path
+
+
+def test_image_set_reading_and_unmapped_colours(tmp_path: Path) -> None:
+    annotation = np.zeros((4, 5, 3), np.uint8)
+    annotation[1, 1] = (0, 255, 0)
+    ref = make_set(tmp_path, annotation).image_set("s")
+    assert ref.ids == ("1",) and ref.georeference is None
+    codes = read_annotation(ref.annotations[0][1], ref)
+    assert codes[1, 1] == 2 and (codes == 1).sum() == 19
+    assert read_image(ref.images[0][1]).shape == (3, 4, 5)
+    annotation[2, 2] = (255, 0, 0)
+    Image.fromarray(annotation).save(tmp_path / "img" / "001_ann.png")
+    with pytest.raises(
+        CatalogError,
+        match=r"001_ann\.png has colours .* does not map: "
+        r"\(255,0,0\): 1 px",
+    ):
+        read_annotation(ref.annotations[0][1], ref)
+
+
+def test_image_set_config_errors(tmp_path: Path) -> None:
+    body = (
+        "image_sets:\n  s:\n    images: a/{id}.png\n    annotations: b/{id}.png\n    ids: [1]\n"
+        "    colours: {\"0,0,0\": 4}\n    classes: {1: {name: soil, color: '#000000'}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"colours map to codes \[4\] that 'classes' does not"):
+        Catalog.load(_catalog(tmp_path, body))
+    with pytest.raises(CatalogError, match="has no image set 'x'"):
+        Catalog.load(_catalog(tmp_path, body.replace("4}", "1}"))).image_set("x")
+
+
+@needs_data()
+def test_cwfid_is_read_in_pixel_coordinates() -> None:
+    ref = Catalog.load(REPO / "data_catalog.yaml").image_set("cwfid")
+    assert len(ref.ids) == 39 and ref.georeference is None
+    assert "NON-COMMERCIAL" in ref.licence
+    codes = read_annotation(ref.annotations[0][1], ref)
+    assert set(np.unique(codes)) == {1, 2, 3}
+
+
+@needs_data()
+def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> None:
+    import json
+
+    import pyogrio
+    import rasterio
+
+    from geoseg.workflow.run import run_workflow
+
+    path = tmp_path / "cw.yaml"
+    path.write_text(
+        f"version: 1\ncatalog: {REPO / 'data_catalog.yaml'}\nsteps:\n  - train:\n"
+        f"      image_set: cwfid\n      output: {tmp_path / 'cw.geoseg'}\n      chip_size: 64\n"
+        "      epochs: 1\n      chips_per_epoch: 16\n      batch_size: 8\n      threads: 1\n"
+        "      device: cpu\n      validation: {fraction: 0.05}\n"
+        f"  - predict_images:\n      image_set: cwfid\n      model: {tmp_path / 'cw.geoseg'}\n"
+        f"      output: {tmp_path / 'out'}\n      images: ['2']\n      overlays: 1\n"
+        "      grid: {cell: 200, threshold: 0.05}\n",
+        encoding="utf-8",
+    )
+    reports = run_workflow(path, show_progress=False)
+    out = tmp_path / "out"
+    figures = reports[1].figures
+    assert figures["images"] == 1 and "NOT georeferenced" in figures["coordinates"]
+    assert figures["cells"] == 5 * 7  # 966 x 1296 px in 200 px cells
+    info = pyogrio.read_info(out / "plants.gpkg", layer="plants")
+    assert (
+        info["crs"] is None and "NOT georeferenced" in info["layer_metadata"]["GEOSEG_COORDINATES"]
+    )
+    assert "area_px2" in info["fields"] and "area_m2" not in info["fields"]
+    assert {lay for lay, _ in pyogrio.list_layers(out / "plants.gpkg")} == {"plants", "boxes"}
+    shp_fields = pyogrio.read_info(out / "weed_grid.shp")["fields"]
+    assert "weed_frac" in shp_fields and all(len(f) <= 10 for f in shp_fields)
+    with rasterio.open(out / "classes" / "2.tif") as ds:
+        assert ds.crs is None and ds.tags()["COORDINATES"].startswith("image pixel")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == {"soil", "crop", "weed"}
+    assert "NOT georeferenced" in metrics["coordinates"]
+    assert (out / "overlays" / "overlay_2.png").exists()
+    assert "units" in (out / "counts.csv").read_text().splitlines()[0]
+    bundle = json.loads((tmp_path / "cw.geoseg" / "bundle.json").read_text())
+    assert (
+        bundle["crs_units"] == "pixel" and "NON-COMMERCIAL" in bundle["training_data"][0]["licence"]
+    )
