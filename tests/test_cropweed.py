@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
+import shapely
 from affine import Affine
 from PIL import Image
 
@@ -141,6 +143,11 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
 
     from geoseg.workflow.run import run_workflow
 
+    fields = gpd.GeoDataFrame(
+        {"field_id": ["A", "B"]},
+        geometry=[shapely.box(0, 0, 648, 966), shapely.box(648, 0, 1296, 966)],  # pixels
+    )
+    fields.to_file(tmp_path / "fields.gpkg")
     path = tmp_path / "cw.yaml"
     path.write_text(
         f"version: 1\ncatalog: {REPO / 'data_catalog.yaml'}\nsteps:\n  - train:\n"
@@ -149,7 +156,8 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
         "      device: cpu\n      validation: {fraction: 0.05}\n"
         f"  - predict_images:\n      image_set: cwfid\n      model: {tmp_path / 'cw.geoseg'}\n"
         f"      output: {tmp_path / 'out'}\n      images: ['2']\n      overlays: 1\n"
-        "      grid: {cell: 200, threshold: 0.05}\n",
+        "      grid: {cell: 200, threshold: 0.05}\n"
+        f"      fields: {tmp_path / 'fields.gpkg'}\n",
         encoding="utf-8",
     )
     reports = run_workflow(path, show_progress=False)
@@ -172,7 +180,31 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
     assert "NOT georeferenced" in metrics["coordinates"]
     assert (out / "overlays" / "overlay_2.png").exists()
     assert "units" in (out / "counts.csv").read_text().splitlines()[0]
+    import pandas as pd
+
+    per_field = pd.read_csv(out / "fields.csv").set_index("field_id")
+    assert list(per_field.index) == ["A", "B"]
+    shares = per_field[["share_soil", "share_crop", "share_weed"]].sum(axis=1)
+    np.testing.assert_allclose(shares, 1.0)
+    assert (per_field.weed_pressure == per_field.share_weed).all()
+    assert per_field.mapped_px2.sum() == 966 * 1296
     bundle = json.loads((tmp_path / "cw.geoseg" / "bundle.json").read_text())
     assert (
         bundle["crs_units"] == "pixel" and "NON-COMMERCIAL" in bundle["training_data"][0]["licence"]
     )
+
+
+def test_fields_layer_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    from geoseg.workflow.images import read_fields
+    from geoseg.workflow.schema import PredictImagesStep
+
+    def step(fields: Path) -> PredictImagesStep:
+        return PredictImagesStep(image_set="s", model="m", output="o", fields=str(fields))
+
+    with pytest.raises(ConfigError, match=r"nope\.gpkg does not exist: fix 'fields'"):
+        read_fields(step(tmp_path / "nope.gpkg"))
+    layer = tmp_path / "f.gpkg"
+    gpd.GeoDataFrame({"name": ["A"]}, geometry=[shapely.box(0, 0, 5, 5)]).to_file(layer)
+    with pytest.raises(ConfigError, match=r"f\.gpkg has no 'field_id' column \(it has name"):
+        read_fields(step(layer))
+    assert list(read_fields(step(layer).model_copy(update={"field_id": "name"})).name) == ["A"]

@@ -104,6 +104,33 @@ def test_training_is_reproducible_and_writes_a_checked_bundle(tmp_path: Path) ->
 
 
 @needs_data()
+def test_validate_every_and_keep_last_record_the_epochs_they_say(tmp_path: Path) -> None:
+    step = TrainStep(
+        source="nc-landsat7",
+        output="unused",
+        bands=NC_BANDS,
+        epochs=3,
+        chips_per_epoch=8,
+        batch_size=8,
+        chip_size=32,
+        overlap=8,
+        threads=1,
+        device="cpu",
+        validate_every=2,
+        keep="last",
+        network={"encoder": "resnet18", "encoder_depth": 2, "decoder_channels": [16, 8]},
+        validation={"block_size": 48, "fraction": 0.2, "buffer": 4},
+    )
+    catalog = Catalog.load(REPO / "data_catalog.yaml")
+    result = train(step, catalog, tmp_path / "m.geoseg", show_progress=False)
+    assert [h.epoch for h in result.history] == [2, 3], "every 2nd epoch and always the last"
+    meta = load_meta(result.bundle)
+    assert meta.metrics["best_epoch"] == 3
+    card = (result.bundle / "MODEL_CARD.md").read_text()
+    assert "last epoch (3), not selected on the hold-out" in card
+
+
+@needs_data()
 def test_multi_source_training_gives_a_profile_per_source_and_predicts_both(
     tmp_path: Path,
 ) -> None:

@@ -39,7 +39,7 @@ def model_card(meta: BundleMeta, notes: str = "") -> str:
         "",
         "## Validation (spatial hold-out blocks, stitched-scene prediction)",
         "",
-        f"Best epoch {meta.metrics.get('best_epoch')}; validation pixels: "
+        f"{_kept(meta)}; validation pixels: "
         f"{meta.training.get('validation_pixels')} in {meta.training.get('validation_blocks')} "
         "blocks.",
         "",
@@ -62,3 +62,11 @@ def model_card(meta: BundleMeta, notes: str = "") -> str:
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]
     return "\n".join(lines)
+
+
+def _kept(meta: BundleMeta) -> str:
+    """Which epoch's weights the bundle holds, and how they were chosen."""
+    epoch = meta.metrics.get("best_epoch")
+    if meta.training.get("config", {}).get("keep") == "last":
+        return f"Weights of the last epoch ({epoch}), not selected on the hold-out"
+    return f"Best epoch {epoch}, selected on this hold-out (so slightly optimistic)"

@@ -209,10 +209,17 @@ def train(
                 losses.append(float(loss.detach()))
                 progress.advance(batches)
             progress.remove_task(batches)
+            mean_loss = float(np.mean(losses))
+            state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+            _save_checkpoint(checkpoints / "last.pt", state, epoch)
+            if epoch % step.validate_every and epoch != step.epochs:
+                log.info("epoch %d loss %.4f (not validated)", epoch, mean_loss)
+                progress.advance(epochs)
+                continue
             result, per_scene = _validate(network, device, scenes, specs)
             record = EpochRecord(
                 epoch,
-                float(np.mean(losses)),
+                mean_loss,
                 result.miou,
                 {names[c.code]: c.iou for c in result.classes},
                 time.perf_counter() - start,
@@ -220,10 +227,8 @@ def train(
             )
             history.append(record)
             log.info("epoch %d loss %.4f val mIoU %s", epoch, record.loss, record.miou)
-            state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-            _save_checkpoint(checkpoints / "last.pt", state, epoch)
             miou = result.miou if result.miou is not None else -1.0
-            if best is None or miou > best[0]:
+            if best is None or miou > best[0] or step.keep == "last":
                 best = (miou, epoch, copy.deepcopy(state), result, per_scene)
                 _save_checkpoint(checkpoints / "best.pt", state, epoch)
             progress.advance(epochs)

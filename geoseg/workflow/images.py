@@ -20,6 +20,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
+import rasterio.features
 from affine import Affine
 from numpy.typing import NDArray
 
@@ -45,6 +46,7 @@ from geoseg.workflow.schema import PredictImagesStep
 
 PIXEL_NOTE = "image pixel coordinates (x = column, y = row, origin top-left); NOT georeferenced"
 OUTPUTS = (
+    "fields.csv",
     "plants.gpkg",
     "weed_grid.gpkg",
     "weed_grid.shp",
@@ -77,6 +79,8 @@ class ImageJob:
     staged: Path
     overlay_ids: tuple[str, ...]
     styles: tuple[ClassStyle, ...]
+    fields: gpd.GeoDataFrame | None = None
+    field_id: str = "field_id"
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class ImageResult:
     grid: gpd.GeoDataFrame
     matrix: NDArray[np.int64] | None
     boundary: NDArray[np.int64] | None
+    fields: pd.DataFrame | None = None
 
 
 def _class_code(meta: BundleMeta, name: str | None, what: str) -> int | None:
@@ -118,6 +123,24 @@ def _profile(meta: BundleMeta, ref: ImageSetRef) -> InputProfile:
             f"{p.name}: {p.units}, {p.pixel_size:g} {p.crs_units}" for p in meta.input_profiles()
         )
     )
+
+
+def read_fields(cfg: PredictImagesStep) -> gpd.GeoDataFrame | None:
+    """The field polygons, if the step names a layer (the plan made the path absolute)."""
+    if cfg.fields is None:
+        return None
+    path = Path(cfg.fields)
+    if not path.exists():
+        raise ConfigError(
+            f"fields layer {path} does not exist: fix 'fields' in the predict_images step"
+        )
+    frame = gpd.read_file(path)
+    if cfg.field_id not in frame.columns:
+        raise ConfigError(
+            f"fields layer {path} has no '{cfg.field_id}' column (it has "
+            f"{', '.join(map(str, frame.columns))}): set 'field_id' in the predict_images step"
+        )
+    return frame
 
 
 def predict_image(job: ImageJob, item: str) -> ImageResult:
@@ -153,6 +176,7 @@ def predict_image(job: ImageJob, item: str) -> ImageResult:
         classes, job.cell_px, job.weed, job.crop, job.soil, job.threshold, job.transform
     )
     grid.insert(0, "image_id", item)
+    fields = field_statistics(job, item, classes) if job.fields is not None else None
     matrix = boundary = None
     annotations = dict(job.ref.annotations)
     if item in annotations and annotations[item].exists():
@@ -180,7 +204,44 @@ def predict_image(job: ImageJob, item: str) -> ImageResult:
                 {1: "correct", 2: "wrong class"},
                 job.staged / "overlays" / f"overlay_{item}.png",
             )
-    return ImageResult(item, plants, grid, matrix, boundary)
+    return ImageResult(item, plants, grid, matrix, boundary, fields)
+
+
+def field_statistics(job: ImageJob, item: str, classes: NDArray[np.uint8]) -> pd.DataFrame:
+    """Area and share of each class, and weed pressure, per field polygon in this image.
+
+    Fields are given in the images' coordinates (pixels, or the asserted CRS); a field with an
+    ``image_id`` column applies to that image only.
+    """
+    fields = job.fields
+    if fields is None:
+        return pd.DataFrame()
+    if "image_id" in fields.columns:
+        fields = fields[fields.image_id.astype(str) == item]
+    rows = []
+    scale = abs(job.transform.a) ** 2
+    for fid, geometry in zip(fields[job.field_id], fields.geometry, strict=True):
+        inside = rasterio.features.rasterize(
+            [(geometry, 1)],
+            out_shape=classes.shape,
+            transform=job.transform,
+            fill=0,
+            dtype="uint8",
+        ).astype(bool)
+        values = classes[inside & (classes > 0)]
+        mapped = max(len(values), 1)
+        row: dict[str, Any] = {
+            "image_id": item,
+            job.field_id: fid,
+            f"mapped_{job.unit}2": len(values) * scale,
+        }
+        for code, name in job.names.items():
+            n = int(np.count_nonzero(values == code))
+            row[f"area_{name}_{job.unit}2"] = n * scale
+            row[f"share_{name}"] = n / mapped
+        row["weed_pressure"] = row.get(f"share_{job.names.get(job.weed, 'weed')}", 0.0)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def run_predict_images(
@@ -263,6 +324,8 @@ def run_predict_images(
         staged,
         tuple(items[: cfg.overlays]),
         styles,
+        read_fields(cfg),
+        cfg.field_id,
     )
     results = ex.map(functools.partial(predict_image, job), items, "images", lambda i: f"image {i}")
     plants = pd.concat([r.plants for r in results], ignore_index=True)
@@ -284,6 +347,12 @@ def run_predict_images(
     table["units"] = unit
     with atomic_path(staged / "counts.csv", overwrite=True) as tmp:
         table.to_csv(tmp, index=False)
+    if job.fields is not None:
+        per_field = pd.concat(
+            [r.fields for r in results if r.fields is not None], ignore_index=True
+        )
+        with atomic_path(staged / "fields.csv", overwrite=True) as tmp:
+            per_field.to_csv(tmp, index=False)
     evaluated = [r for r in results if r.matrix is not None]
     figures: dict[str, Any] = {
         "images": len(items),

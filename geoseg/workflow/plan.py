@@ -171,7 +171,8 @@ class PlannedImages:
 
     def outputs(self) -> list[Path]:
         """Final paths this step writes (class maps go to the ``classes`` folder)."""
-        return [self.folder / n for n in IMAGE_OUTPUTS]
+        extra = ("fields.csv",) if self.step.fields is not None else ()
+        return [self.folder / n for n in IMAGE_OUTPUTS + extra]
 
 
 #: What a predict_images step writes (metrics only where annotations exist).
@@ -240,6 +241,10 @@ def plan_workflow(path: str | Path) -> Plan:
             trained.add(output)
         elif entry.predict_images is not None:
             images = entry.predict_images
+            if images.fields is not None:
+                images = images.model_copy(
+                    update={"fields": str(_relative(wf_path, images.fields))}
+                )
             model = _relative(wf_path, images.model)
             step_plan = PlannedImages(
                 index,

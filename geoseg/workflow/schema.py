@@ -117,6 +117,8 @@ class TrainStep(ClosedModel):
     weight_decay: float = Field(default=1e-4, ge=0)
     class_weighting: Literal["none", "inverse_sqrt", "inverse"] = "inverse_sqrt"
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    validate_every: int = Field(default=1, ge=1)
+    keep: Literal["best", "last"] = "best"
     seed: int = 0
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     threads: int | None = Field(default=None, ge=1)
@@ -209,13 +211,15 @@ class PredictImagesStep(ClosedModel):
     grid: WeedGridConfig = Field(default_factory=WeedGridConfig)
     tolerance: int = Field(default=3, ge=0, le=50)
     overlays: int = Field(default=4, ge=0)
+    fields: str | None = None
+    field_id: str = "field_id"
 
 
 STEP_KINDS = ("train", "predict", "evaluate", "zonal", "change", "predict_images")
 
 
 class Step(ClosedModel):
-    """One step: exactly one of ``train``, ``predict``, ``evaluate``, ``zonal``, ``change``."""
+    """One step: exactly one of the ``STEP_KINDS``."""
 
     train: TrainStep | None = None
     predict: PredictStep | None = None
