@@ -96,6 +96,9 @@ def test_change_matrix_and_polygons(tmp_path: Path, write_raster: Callable[..., 
     assert polygons.class_name.tolist() == ["tree -> built-up", "grass -> built-up"]
     assert polygons.area_m2.tolist() == [1600.0, 400.0]
     assert (out / "change.qml").exists() and (out / "change.tif").exists()
+    figures = reports[0].figures
+    assert figures["changed_km2"] == 21 * 100 / 1e6  # every change, 21 px of 10 m x 10 m
+    assert figures["mapped_change_km2"] == 20 * 100 / 1e6  # only into built-up
 
 
 def test_change_needs_one_grid(tmp_path: Path, write_raster: Callable[..., Path]) -> None:

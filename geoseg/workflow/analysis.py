@@ -124,9 +124,11 @@ def _change(
         table.to_csv(tmp, index_label="before \\\\ after (m2)")
     codes = sorted({int(c) for c in np.flatnonzero(counts)})
     styles = []
+    selected_px = 0
     for key in codes:
         b, a = divmod(key, 256)
         if b != a and (not cfg.to_classes or a in cfg.to_classes):
+            selected_px += int(counts.flat[key])
             code = b * 16 + a
             styles.append(ClassStyle(code, change_names(names)[code], class_info(a).color))
     change_map = staged / "change.tif"
@@ -171,6 +173,7 @@ def _change(
     changed = float(table.to_numpy().sum() - np.trace(table.to_numpy()))
     figures = {
         "changed_km2": round(changed / 1e6, 4),
+        "mapped_change_km2": round(selected_px * pixel / 1e6, 4),  # into to_classes, in change.tif
         "polygons": polygons,
         "transitions_m2": json.loads(table.to_json()),
     }

@@ -206,6 +206,11 @@ def _relative(path: Path, text: str) -> Path:
     return resolved if resolved.is_absolute() else (path.parent / resolved).resolve()
 
 
+def _written(planned: list[Planned]) -> set[Path]:
+    """Every file the earlier steps write (a later step may read any of them)."""
+    return {path for step in planned for path in step.outputs()}
+
+
 def plan_workflow(path: str | Path) -> Plan:
     """Validate a workflow file and resolve its names and paths (no data is opened)."""
     wf_path, workflow = load_workflow(path)
@@ -266,7 +271,7 @@ def plan_workflow(path: str | Path) -> Plan:
                 else [analysis.before, analysis.after]
             )
             paths = tuple(_relative(wf_path, n) for n in names)
-            produced = {s.class_map for s in planned if isinstance(s, PlannedPredict)}
+            produced = _written(planned)
             for path in paths:
                 if path not in produced and not path.is_file():
                     raise ConfigError(
@@ -285,9 +290,9 @@ def plan_workflow(path: str | Path) -> Plan:
                 _relative(wf_path, cfg.within) if cfg.within else None,
             )
             step_plan.source.label(cfg.labels)
-            predicted = {s.class_map for s in planned if isinstance(s, PlannedPredict)}
+            produced = _written(planned)
             for needed in (step_plan.prediction, step_plan.within):
-                if needed is not None and needed not in predicted and not needed.is_file():
+                if needed is not None and needed not in produced and not needed.is_file():
                     raise ConfigError(
                         f"{where}: {needed} does not exist and no earlier step writes it"
                     )
