@@ -1,2 +1,1 @@
-"""Analyses on class maps for GIS deliverables: zonal statistics, change between dates, plant
-instances and boxes, and the weed-pressure grid."""
+"""Analyses on class maps: zonal statistics, change, plant instances, weed-pressure grid."""
