@@ -112,6 +112,9 @@ class ImageSetSpec(ClosedModel):
 
     ``images`` and ``annotations`` are path patterns with ``{id}`` (Python format, so
     ``{id:03d}`` pads numbers); ``ids`` lists the ids or names a YAML file with an ``ids:`` list.
+    ``polygons`` (optional) is a pattern of polygon annotations in pixel coordinates, YAML files
+    with an ``annotation:`` list of ``{type: CLASS NAME, points: {x: [...], y: [...]}}`` (the
+    CWFID form); images without such a file simply have none.
     ``colours`` maps ``"r,g,b"`` to class codes; ``classes`` names those codes. Images without
     georeferencing are processed in pixel coordinates (``georeference: pixels``, said so in every
     output) unless a pixel size, CRS and origin are asserted.
@@ -121,6 +124,7 @@ class ImageSetSpec(ClosedModel):
     licence: str = ""
     images: str
     annotations: str
+    polygons: str | None = None
     ids: list[int | str] | str
     bands: list[str] = Field(default_factory=lambda: ["red", "green", "blue"])
     units: str = "8-bit RGB"
@@ -277,6 +281,7 @@ class ImageSetRef:
     name: str
     images: tuple[tuple[str, Path], ...]
     annotations: tuple[tuple[str, Path], ...]
+    polygons: tuple[tuple[str, Path], ...]
     bands: tuple[str, ...]
     units: str
     colours: tuple[tuple[tuple[int, int, int], int], ...]
@@ -321,6 +326,7 @@ def resolve_image_set(name: str, spec: ImageSetSpec, base: Path) -> ImageSetRef:
         name,
         paths(spec.images),
         paths(spec.annotations),
+        paths(spec.polygons) if spec.polygons else (),
         tuple(spec.bands),
         spec.units,
         colours,

@@ -125,6 +125,45 @@ def test_image_set_config_errors(tmp_path: Path) -> None:
         Catalog.load(_catalog(tmp_path, body.replace("4}", "1}"))).image_set("x")
 
 
+def test_polygon_annotations_and_plant_level_matches(tmp_path: Path) -> None:
+    from geoseg.evaluate.plants import plant_matches, plant_scores
+    from geoseg.io.images import read_polygons
+
+    ref = make_set(tmp_path, np.zeros((4, 5, 3), np.uint8)).image_set("s")
+    path = tmp_path / "ann.yaml"
+    path.write_text(
+        "annotation:\n"
+        "- {type: crop, points: {x: [1, 5, 5, 1], y: [1, 1, 5, 5]}}\n"  # 4 x 4 px square
+        "- {type: crop, points: {x: [10, 14, 14, 10], y: [1, 1, 4, 4]}}\n"  # 4 x 3 px
+        "- {type: crop, points: {x: 2.5, y: 8.5}}\n"  # a plant marked by one point
+        "- {type: crop, points: {x: [10, 14, 10, 14], y: [6, 6, 9, 9]}}\n"  # a bow tie
+    )
+    outlines = read_polygons(path, ref)
+    assert outlines.outline.tolist() == ["polygon", "polygon", "point", "polygon"]
+    assert outlines.is_valid.all() and outlines.area.tolist() == [16.0, 12.0, 9.0, 6.0]
+    classes = np.full((10, 16), 1, dtype=np.uint8)  # soil
+    classes[1:5, 1:5] = 2  # the square: found as crop
+    classes[2, 2] = 3  # ... with one weed pixel: the majority still crop
+    classes[1:4, 10:14] = 3  # the second: predicted as weed
+    # the point at (2.5, 8.5) and the bow tie: soil only -> not found
+    matches = plant_matches(outlines, classes, Affine.identity(), 1, NAMES)
+    assert matches.predicted_name.tolist() == ["crop", "weed", "soil", "soil"]
+    assert matches.match.tolist() == [1, 0, 0, 0]
+    assert matches.class_share.iloc[0] == 15 / 16 and matches.vegetation_share.iloc[0] == 1.0
+    assert plant_scores(matches) == {
+        "crop": {"annotated": 4, "matched": 1, "as_other_class": 1, "not_found": 2, "recall": 0.25}
+    }
+    path.write_text("annotation:\n- {type: tree, points: {x: [1, 2, 3], y: [1, 2, 1]}}\n")
+    with pytest.raises(CatalogError, match=r"ann\.yaml, annotation 0: type 'tree' is not a class"):
+        read_polygons(path, ref)
+    path.write_text("annotation:\n- {type: crop, points: {x: [1, 2, 3], y: [1, 2]}}\n")
+    with pytest.raises(CatalogError, match=r"annotation 0: points need as many x as y"):
+        read_polygons(path, ref)
+    path.write_text("plants: []\n")
+    with pytest.raises(CatalogError, match=r"ann\.yaml must hold an 'annotation:' list"):
+        read_polygons(path, ref)
+
+
 @needs_data()
 def test_cwfid_is_read_in_pixel_coordinates() -> None:
     ref = Catalog.load(REPO / "data_catalog.yaml").image_set("cwfid")
@@ -134,6 +173,7 @@ def test_cwfid_is_read_in_pixel_coordinates() -> None:
     assert set(np.unique(codes)) == {1, 2, 3}
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")  # pixel coordinates
 @needs_data()
 def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> None:
     import json
@@ -179,6 +219,9 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
     assert set(metrics["per_class"]) == {"soil", "crop", "weed"}
     assert "NOT georeferenced" in metrics["coordinates"]
     assert (out / "overlays" / "overlay_2.png").exists()
+    outlines = pyogrio.read_dataframe(out / "annotations.gpkg", layer="annotations")
+    assert len(outlines) == 12 and {"predicted_name", "match"} <= set(outlines.columns)
+    assert set(metrics["plants"]) == {"crop", "weed"} and (out / "annotations.qml").exists()
     assert "units" in (out / "counts.csv").read_text().splitlines()[0]
     import pandas as pd
 
@@ -194,6 +237,7 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")  # pixel coordinates
 def test_fields_layer_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     from geoseg.workflow.images import read_fields
     from geoseg.workflow.schema import PredictImagesStep

@@ -1,14 +1,19 @@
-"""Reading image sets: RGB photos and their colour-coded annotation masks.
+"""Reading image sets: RGB photos, colour-coded annotation masks and polygon annotations.
 
 Images are small enough to be read whole. An annotation colour that the catalog does not list
-is an error naming the file, the colour and how many pixels carry it, never a silent class.
+is an error naming the file, the colour and how many pixels carry it, never a silent class; a
+polygon annotation of an unknown type, or with fewer than 3 points, is an error naming the file
+and the entry.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import shapely
+import yaml
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
@@ -54,3 +59,56 @@ def read_annotation(path: Path, ref: ImageSetRef) -> NDArray[np.uint8]:
             "its 'colours:'"
         )
     return codes
+
+
+def read_polygons(path: Path, ref: ImageSetRef) -> gpd.GeoDataFrame:
+    """Polygon annotations in image pixel coordinates.
+
+    The file is YAML with an ``annotation:`` list of ``{type, points: {x: [...], y: [...]}}``;
+    ``type`` is a class name of the image set. Columns: ``annotation_id, class_id, class_name,
+    outline`` (``polygon``, or ``point`` for a plant marked by fewer than 3 points, which becomes
+    a 3 px square around them). Self-intersecting outlines are repaired (``shapely.make_valid``,
+    polygonal parts kept), never dropped.
+    """
+    codes = {name: code for code, name, _ in ref.classes}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"cannot read polygon annotations {path}: {exc}") from exc
+    entries = loaded.get("annotation") if isinstance(loaded, dict) else None
+    if not isinstance(entries, list):
+        raise CatalogError(f"{path} must hold an 'annotation:' list of {{type, points}} entries")
+    rows = []
+    for index, entry in enumerate(entries):
+        where = f"{path}, annotation {index}"
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if kind not in codes:
+            raise CatalogError(
+                f"{where}: type {kind!r} is not a class of image set '{ref.name}' "
+                f"({', '.join(codes)}); add it to its 'classes:'"
+            )
+        points = entry.get("points") if isinstance(entry.get("points"), dict) else {}
+        xs, ys = np.atleast_1d(points.get("x", [])), np.atleast_1d(points.get("y", []))
+        if len(xs) != len(ys) or len(xs) == 0:
+            raise CatalogError(
+                f"{where}: points need as many x as y values, at least one "
+                f"(got {len(xs)} x, {len(ys)} y)"
+            )
+        if len(xs) < 3:  # a plant marked by a point (or two): a 3 px square around it
+            outline = shapely.MultiPoint(np.c_[xs, ys]).envelope.buffer(1.5, cap_style="square")
+            form = "point"
+        else:
+            outline = shapely.make_valid(shapely.Polygon(np.c_[xs, ys]))
+            form = "polygon"
+        parts = [g for g in getattr(outline, "geoms", [outline]) if g.geom_type == "Polygon"]
+        rows.append((index, codes[kind], kind, form, shapely.MultiPolygon(parts).buffer(0)))
+    return gpd.GeoDataFrame(
+        {
+            "annotation_id": [r[0] for r in rows],
+            "class_id": [r[1] for r in rows],
+            "class_name": [r[2] for r in rows],
+            "outline": [r[3] for r in rows],
+        },
+        geometry=[r[4] for r in rows],
+        crs=None,
+    )

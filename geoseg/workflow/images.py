@@ -30,12 +30,13 @@ from geoseg.catalog import ImageSetRef
 from geoseg.errors import BundleError, ConfigError
 from geoseg.evaluate.boundary import boundary_counts
 from geoseg.evaluate.metrics import confusion_matrix, scores
+from geoseg.evaluate.plants import plant_matches, plant_scores
 from geoseg.evaluate.report import plot_confusion, plot_overlay, write_metrics
 from geoseg.executor import Executor
 from geoseg.export.atomic import atomic_path
 from geoseg.export.style import ClassStyle, style_path, vector_qml, write_style
 from geoseg.export.vector import convert
-from geoseg.io.images import read_annotation, read_image
+from geoseg.io.images import read_annotation, read_image, read_polygons
 from geoseg.model.bundle import BundleMeta, InputProfile, load_meta
 from geoseg.stitch.predict import InferenceSpec
 from geoseg.stitch.reference import predict_in_memory
@@ -46,6 +47,7 @@ from geoseg.workflow.schema import PredictImagesStep
 
 PIXEL_NOTE = "image pixel coordinates (x = column, y = row, origin top-left); NOT georeferenced"
 OUTPUTS = (
+    "annotations.gpkg",
     "fields.csv",
     "plants.gpkg",
     "weed_grid.gpkg",
@@ -93,6 +95,7 @@ class ImageResult:
     matrix: NDArray[np.int64] | None
     boundary: NDArray[np.int64] | None
     fields: pd.DataFrame | None = None
+    annotated: gpd.GeoDataFrame | None = None
 
 
 def _class_code(meta: BundleMeta, name: str | None, what: str) -> int | None:
@@ -204,7 +207,23 @@ def predict_image(job: ImageJob, item: str) -> ImageResult:
                 {1: "correct", 2: "wrong class"},
                 job.staged / "overlays" / f"overlay_{item}.png",
             )
-    return ImageResult(item, plants, grid, matrix, boundary, fields)
+    return ImageResult(item, plants, grid, matrix, boundary, fields, _annotated(job, item, classes))
+
+
+def _annotated(job: ImageJob, item: str, classes: NDArray[np.uint8]) -> gpd.GeoDataFrame | None:
+    """The image's polygon annotations, each scored against the class map (None without)."""
+    path = dict(job.ref.polygons).get(item)
+    if path is None or not path.exists():
+        return None
+    outlines = read_polygons(path, job.ref)
+    if job.unit == "m":  # asserted georeferencing: pixel outlines into the asserted CRS
+        t = job.transform
+        outlines = outlines.set_geometry(
+            outlines.geometry.affine_transform([t.a, t.b, t.d, t.e, t.c, t.f])
+        )
+    matches = plant_matches(outlines, classes, job.transform, job.soil, job.names)
+    matches.insert(0, "image_id", item)
+    return matches
 
 
 def field_statistics(job: ImageJob, item: str, classes: NDArray[np.uint8]) -> pd.DataFrame:
@@ -353,6 +372,12 @@ def run_predict_images(
         )
         with atomic_path(staged / "fields.csv", overwrite=True) as tmp:
             per_field.to_csv(tmp, index=False)
+    annotated = [r.annotated for r in results if r.annotated is not None]
+    plant_level = None
+    if annotated:
+        outlines = gpd.GeoDataFrame(pd.concat(annotated, ignore_index=True), crs=None)
+        _write_layers(staged / "annotations.gpkg", {"annotations": outlines}, metadata)
+        plant_level = plant_scores(outlines)
     evaluated = [r for r in results if r.matrix is not None]
     figures: dict[str, Any] = {
         "images": len(items),
@@ -361,6 +386,8 @@ def run_predict_images(
         "cells_to_treat": int(grid.treat.sum()),
         "cells": len(grid),
     }
+    if plant_level is not None:
+        figures["plant_recall"] = {name: row["recall"] for name, row in plant_level.items()}
     if evaluated:
         matrix = np.sum([r.matrix for r in evaluated if r.matrix is not None], axis=0)
         boundary = np.sum([r.boundary for r in evaluated if r.boundary is not None], axis=0)
@@ -377,6 +404,7 @@ def run_predict_images(
                     for r in evaluated
                     if r.matrix is not None
                 },
+                "plants": plant_level,
             },
         )
         plot_confusion(result, names, staged / "confusion.png")
@@ -390,9 +418,9 @@ def run_predict_images(
     if (staged / "overlays").exists():
         finals[folder / "overlays"] = staged / "overlays"
     extras = {
-        style_path(folder / "plants.gpkg"): write_style(
-            style_path(staged / "plants.gpkg"), vector_qml(styles)
-        )
+        style_path(folder / name): write_style(style_path(staged / name), vector_qml(styles))
+        for name in ("plants.gpkg", "annotations.gpkg")
+        if (staged / name).exists()
     }
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
     for final in finals:
