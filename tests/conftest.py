@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,20 @@ def tiny_model(tiny_bundle: Path) -> Callable[[], Any]:
     from geoseg.model.predictor import predictor
 
     return functools.partial(predictor, tiny_bundle, "cpu")
+
+
+def gdal_client_check(*paths: Path) -> None:
+    """Every vector path opens in GDAL's ``ogrinfo`` and every .tif passes rio-cogeo's validator.
+
+    ``.ci/run`` installs Debian's gdal-bin; without ``ogrinfo`` on PATH only the COG check runs.
+    """
+    from geoseg.export.raster import validate_cog
+
+    for path in paths:
+        if path.suffix == ".tif":
+            assert validate_cog(path) == [], path
+        elif shutil.which("ogrinfo"):
+            out = subprocess.run(
+                ["ogrinfo", "-ro", "-so", "-al", str(path)], capture_output=True, text=True
+            )
+            assert out.returncode == 0 and "Feature Count:" in out.stdout, (path, out.stderr)

@@ -14,7 +14,7 @@ import shapely
 
 from geoseg.errors import GridMismatchError
 from geoseg.workflow.run import run_workflow
-from tests.conftest import UTM_TRANSFORM
+from tests.conftest import UTM_TRANSFORM, gdal_client_check
 
 X0, Y0 = UTM_TRANSFORM.c, UTM_TRANSFORM.f  # 10 m pixels, north up
 
@@ -65,6 +65,7 @@ def test_zonal_areas_are_pixel_counts_times_pixel_area(
     csv = pd.read_csv(tmp_path / "out" / "zonal.csv")
     assert list(csv.district) == ["west", "north-east"]
     assert csv.area_tree_m2.tolist() == [14500.0, 0.0]
+    gdal_client_check(tmp_path / "out" / "zonal.gpkg")
 
 
 def test_change_matrix_and_polygons(tmp_path: Path, write_raster: Callable[..., Path]) -> None:
@@ -99,6 +100,7 @@ def test_change_matrix_and_polygons(tmp_path: Path, write_raster: Callable[..., 
     figures = reports[0].figures
     assert figures["changed_km2"] == 21 * 100 / 1e6  # every change, 21 px of 10 m x 10 m
     assert figures["mapped_change_km2"] == 20 * 100 / 1e6  # only into built-up
+    gdal_client_check(out / "change.tif", out / "change.gpkg")
 
 
 def test_change_needs_one_grid(tmp_path: Path, write_raster: Callable[..., Path]) -> None:

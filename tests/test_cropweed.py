@@ -16,7 +16,7 @@ from geoseg.analysis.weedgrid import weed_grid
 from geoseg.catalog import Catalog
 from geoseg.errors import CatalogError, ConfigError
 from geoseg.io.images import read_annotation, read_image
-from tests.conftest import REPO, needs_data
+from tests.conftest import REPO, gdal_client_check, needs_data
 
 NAMES = {1: "soil", 2: "crop", 3: "weed"}
 
@@ -222,6 +222,13 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
     outlines = pyogrio.read_dataframe(out / "annotations.gpkg", layer="annotations")
     assert len(outlines) == 12 and {"predicted_name", "match"} <= set(outlines.columns)
     assert set(metrics["plants"]) == {"crop", "weed"} and (out / "annotations.qml").exists()
+    gdal_client_check(
+        out / "classes" / "2.tif",
+        out / "plants.gpkg",
+        out / "weed_grid.gpkg",
+        out / "weed_grid.shp",
+        out / "annotations.gpkg",
+    )
     assert "units" in (out / "counts.csv").read_text().splitlines()[0]
     import pandas as pd
 

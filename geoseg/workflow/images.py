@@ -155,13 +155,15 @@ def predict_image(job: ImageJob, item: str) -> ImageResult:
     prediction = predict_in_memory(image, predictor(job.bundle, job.device, job.threads), job.spec)
     classes = prediction.classes
     profile = {
-        "driver": "GTiff",
+        "driver": "COG",  # written from memory on close: a valid COG, overviews by mode
         "height": classes.shape[0],
         "width": classes.shape[1],
         "count": 1,
         "dtype": "uint8",
         "nodata": 0,
         "compress": "deflate",
+        "blocksize": 256,
+        "overview_resampling": "mode",
     }
     if job.unit == "m" and job.ref.georeference is not None:
         profile.update(crs=job.ref.georeference.crs, transform=job.transform)
