@@ -238,6 +238,10 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
     np.testing.assert_allclose(shares, 1.0)
     assert (per_field.weed_pressure == per_field.share_weed).all()
     assert per_field.mapped_px2.sum() == 966 * 1296
+    plants = pyogrio.read_dataframe(out / "plants.gpkg", layer="plants")
+    west = plants.geometry.representative_point().x <= 648  # field A first: it takes the edge
+    assert per_field.loc["A", "plants_weed"] == (west & (plants.class_name == "weed")).sum()
+    assert per_field[["plants_crop", "plants_weed"]].sum().sum() == len(plants)
     bundle = json.loads((tmp_path / "cw.geoseg" / "bundle.json").read_text())
     assert (
         bundle["crs_units"] == "pixel" and "NON-COMMERCIAL" in bundle["training_data"][0]["licence"]

@@ -181,7 +181,7 @@ def predict_image(job: ImageJob, item: str) -> ImageResult:
         classes, job.cell_px, job.weed, job.crop, job.soil, job.threshold, job.transform
     )
     grid.insert(0, "image_id", item)
-    fields = field_statistics(job, item, classes) if job.fields is not None else None
+    fields = field_statistics(job, item, classes, plants) if job.fields is not None else None
     matrix = boundary = None
     annotations = dict(job.ref.annotations)
     if item in annotations and annotations[item].exists():
@@ -228,11 +228,14 @@ def _annotated(job: ImageJob, item: str, classes: NDArray[np.uint8]) -> gpd.GeoD
     return matches
 
 
-def field_statistics(job: ImageJob, item: str, classes: NDArray[np.uint8]) -> pd.DataFrame:
-    """Area and share of each class, and weed pressure, per field polygon in this image.
+def field_statistics(
+    job: ImageJob, item: str, classes: NDArray[np.uint8], plants: gpd.GeoDataFrame
+) -> pd.DataFrame:
+    """Area and share of each class, plants per class and weed pressure per field polygon.
 
     Fields are given in the images' coordinates (pixels, or the asserted CRS); a field with an
-    ``image_id`` column applies to that image only.
+    ``image_id`` column applies to that image only. A plant counts in the first field that holds
+    its representative point (a point inside the plant), so a plant on a field edge counts once.
     """
     fields = job.fields
     if fields is None:
@@ -241,7 +244,11 @@ def field_statistics(job: ImageJob, item: str, classes: NDArray[np.uint8]) -> pd
         fields = fields[fields.image_id.astype(str) == item]
     rows = []
     scale = abs(job.transform.a) ** 2
-    for fid, geometry in zip(fields[job.field_id], fields.geometry, strict=True):
+    anchors = plants.geometry.representative_point()
+    owner = np.full(len(plants), -1)  # the first field touching each plant's point
+    for k, geometry in enumerate(fields.geometry):
+        owner[(owner < 0) & anchors.intersects(geometry).to_numpy()] = k
+    for k, (fid, geometry) in enumerate(zip(fields[job.field_id], fields.geometry, strict=True)):
         inside = rasterio.features.rasterize(
             [(geometry, 1)],
             out_shape=classes.shape,
@@ -260,6 +267,9 @@ def field_statistics(job: ImageJob, item: str, classes: NDArray[np.uint8]) -> pd
             n = int(np.count_nonzero(values == code))
             row[f"area_{name}_{job.unit}2"] = n * scale
             row[f"share_{name}"] = n / mapped
+        held = plants.class_name[owner == k]
+        for code in (job.crop, job.weed):
+            row[f"plants_{job.names[code]}"] = int((held == job.names[code]).sum())
         row["weed_pressure"] = row.get(f"share_{job.names.get(job.weed, 'weed')}", 0.0)
         rows.append(row)
     return pd.DataFrame(rows)
