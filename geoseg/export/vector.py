@@ -55,6 +55,10 @@ SHAPEFILE_NAMES: dict[str, str] = {
 }
 
 
+#: GeoPackage 1.2: what GDAL < 3.7 (still in many QGIS / ArcGIS installs) reads without a warning.
+GPKG_OPTIONS: dict[str, str] = {"VERSION": "1.2"}
+
+
 def shapefile_name(field: str) -> str:
     """The Shapefile name of ``field`` (mapped explicitly; never silently truncated)."""
     name = SHAPEFILE_NAMES.get(field, field)
@@ -97,10 +101,18 @@ def write_gpkg(
                 append=count > 0,
                 promote_to_multi=False,
                 geometry_type="Polygon" if count == 0 else None,
+                dataset_options=GPKG_OPTIONS if count == 0 else None,
             )
             count += len(batch)
         if count == 0:
-            pyogrio.write_dataframe(empty, tmp, layer=layer, driver="GPKG", geometry_type="Polygon")
+            pyogrio.write_dataframe(
+                empty,
+                tmp,
+                layer=layer,
+                driver="GPKG",
+                geometry_type="Polygon",
+                dataset_options=GPKG_OPTIONS,
+            )
     return count
 
 

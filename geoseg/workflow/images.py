@@ -35,7 +35,7 @@ from geoseg.evaluate.report import plot_confusion, plot_overlay, write_metrics
 from geoseg.executor import Executor
 from geoseg.export.atomic import atomic_path
 from geoseg.export.style import ClassStyle, style_path, vector_qml, write_style
-from geoseg.export.vector import convert
+from geoseg.export.vector import GPKG_OPTIONS, convert
 from geoseg.io.images import read_annotation, read_image, read_polygons
 from geoseg.model.bundle import BundleMeta, InputProfile, load_meta
 from geoseg.stitch.predict import InferenceSpec
@@ -468,13 +468,16 @@ def _write_layers(
 
     with atomic_path(path, overwrite=True) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
-        for layer, frame in layers.items():
+        for index, (layer, frame) in enumerate(layers.items()):
+            multi = bool((frame.geom_type == "MultiPolygon").any())
             pyogrio.write_dataframe(
                 frame,
                 tmp,
                 layer=layer,
                 driver="GPKG",
-                promote_to_multi=False,
-                geometry_type="Polygon",
+                promote_to_multi=multi,
+                geometry_type="MultiPolygon" if multi else "Polygon",
                 layer_metadata=metadata,
+                append=index > 0,
+                dataset_options=None if index else GPKG_OPTIONS,
             )
