@@ -187,3 +187,15 @@ def test_evaluate_step_writes_metrics_plots_and_error_map(tmp_path: Path) -> Non
         ],
     )
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_joint_stretch_keeps_a_photos_colours_and_per_band_stretch_does_not() -> None:
+    from geoseg.evaluate.report import stretch
+
+    brown = np.empty((3, 10, 10), np.float32)
+    brown[0], brown[1], brown[2] = np.linspace(0, 120, 100).reshape(10, 10), 0, 0
+    brown[1] = brown[0] * 0.5  # green half of red, blue zero: brown soil at every brightness
+    joint = stretch(brown, joint=True)
+    np.testing.assert_allclose(joint[1][joint[0] < 1], joint[0][joint[0] < 1] * 0.5, atol=0.02)
+    per_band = stretch(brown)
+    assert per_band[1].max() == 1.0 == per_band[0].max(), "each band stretched to its own range"

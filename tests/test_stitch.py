@@ -64,6 +64,52 @@ def test_chunked_prediction_equals_in_memory_pass_bit_for_bit(chunk: tuple[int, 
     assert len(np.unique(reference.classes)) > 2, "the fake model must produce varied classes"
 
 
+def test_test_time_augmentation_averages_the_views_mapped_back() -> None:
+    from geoseg.stitch.augment import predict_views
+
+    model = FakeModel(3, 4)
+    batch = np.random.default_rng(2).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    ramp = np.linspace(-1.0, 1.0, 8, dtype=np.float32) * 0.8
+
+    def softmax_with(term: np.ndarray) -> np.ndarray:  # the model's maths, with its ramp given
+        logits = np.einsum("kb,nbyx->nkyx", model.weights, batch)
+        logits[:, 0] += term
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    along_x, along_y = ramp[None, None, :], ramp[None, :, None]
+    np.testing.assert_array_equal(
+        predict_views(model.predict_tiles, batch, "none"), model.predict_tiles(batch)
+    )
+    # flips: the x-flipped views see the ramp reversed; the y-flips do not change it
+    expected = (softmax_with(along_x) + softmax_with(-along_x)) / 2
+    np.testing.assert_allclose(
+        predict_views(model.predict_tiles, batch, "flips"), expected, atol=1e-6
+    )
+    # d4: the transposed views see the ramp along y
+    expected = (
+        softmax_with(along_x)
+        + softmax_with(-along_x)
+        + softmax_with(along_y)
+        + softmax_with(-along_y)
+    ) / 4
+    np.testing.assert_allclose(predict_views(model.predict_tiles, batch, "d4"), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("augment", ["flips", "d4"])
+def test_augmented_chunked_prediction_equals_the_in_memory_pass(augment: str) -> None:
+    from dataclasses import replace
+
+    data, model = image((70, 90)), FakeModel(3, 4)
+    spec = replace(fake_spec(), augment=augment)
+    reference = predict_in_memory(data, model, spec)
+    classes, conf = chunked(data, model, spec, (17, 23))
+    np.testing.assert_array_equal(classes, reference.classes)
+    np.testing.assert_array_equal(conf, reference.confidence)
+    plain = predict_in_memory(data, model, fake_spec())
+    assert (plain.classes != reference.classes).any(), "augmentation must change something here"
+
+
 def test_nodata_stays_nodata_and_every_pixel_is_predicted_once() -> None:
     data, model, spec = image((70, 90)), FakeModel(3, 4), fake_spec()
     result = predict_in_memory(data, model, spec)

@@ -129,13 +129,19 @@ def plot_confusion(result: Scores, names: Mapping[int, str], path: Path) -> Path
     return _save(fig, path)
 
 
-def stretch(image: NDArray[np.float32]) -> NDArray[np.float32]:
-    """2-98 % per-band stretch to 0..1 (NaN -> 0) for display."""
+def stretch(image: NDArray[np.float32], joint: bool = False) -> NDArray[np.float32]:
+    """2-98 % stretch to 0..1 (NaN -> 0) for display: per band, or one for all bands (``joint``).
+
+    A joint stretch keeps a photo's colours (soil stays brown); per band suits satellite bands.
+    """
     out = np.zeros(image.shape, dtype=np.float32)
+    valid = np.isfinite(image)
+    if joint and valid.any():
+        low, high = np.percentile(image[valid], [2, 98])
+        return np.clip((np.nan_to_num(image, nan=low) - low) / max(high - low, 1e-6), 0, 1)
     for i, band in enumerate(image):
-        valid = np.isfinite(band)
-        if valid.any():
-            low, high = np.percentile(band[valid], [2, 98])
+        if valid[i].any():
+            low, high = np.percentile(band[valid[i]], [2, 98])
             out[i] = np.clip((np.nan_to_num(band, nan=low) - low) / max(high - low, 1e-6), 0, 1)
     return out
 
@@ -150,13 +156,14 @@ def plot_overlay(
     error_colours: Mapping[int, str],
     error_names: Mapping[int, str],
     path: Path,
+    joint_stretch: bool = False,
 ) -> Path:
     """Four panels: imagery, prediction, reference and error map (errors over the imagery)."""
     table = ["#ffffff"] * 256
     for code, colour in colours.items():
         table[code] = colour
     classes = ListedColormap(table)
-    picture = np.moveaxis(stretch(rgb), 0, -1)
+    picture = np.moveaxis(stretch(rgb, joint_stretch), 0, -1)
     height, width = errors.shape
     fig, axes = plt.subplots(1, 4, figsize=(20, 5 * height / width + 1.3))
     axes[0].imshow(picture)

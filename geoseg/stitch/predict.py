@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from geoseg.stitch.augment import Augment, predict_views
 from geoseg.tiling.grid import TileGrid, halo_window
 from geoseg.types import Window
 
@@ -38,6 +39,7 @@ class InferenceSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     codes: tuple[int, ...]
+    augment: Augment = "none"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -92,7 +94,7 @@ def run_batches(
         for slot, tile in enumerate(group):
             rows, cols = tile.relative_to(origin).slices
             batch[slot] = image[:, rows, cols]
-        probs = model.predict_tiles(batch)
+        probs = predict_views(model.predict_tiles, batch, spec.augment)
         out.extend(zip(group, probs[: len(group)], strict=True))
     return out
 

@@ -208,6 +208,7 @@ def predict_image(job: ImageJob, item: str) -> ImageResult:
                 {1: "#4daf4a", 2: "#e41a1c"},
                 {1: "correct", 2: "wrong class"},
                 job.staged / "overlays" / f"overlay_{item}.png",
+                joint_stretch=True,  # a photo: keep its colours
             )
     return ImageResult(item, plants, grid, matrix, boundary, fields, _annotated(job, item, classes))
 
@@ -341,6 +342,7 @@ def run_predict_images(
             tuple(b.mean for b in profile.bands),
             tuple(b.std for b in profile.bands),
             meta.class_codes,
+            cfg.augment,
         ),
         meta.class_codes,
         names,

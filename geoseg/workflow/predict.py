@@ -161,6 +161,7 @@ def run_predict(
         tuple(b.mean for b in profile.bands),
         tuple(b.std for b in profile.bands),
         meta.class_codes,
+        cfg.augment,
     )
     work = step.work
     if state != "resume":

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from geoseg.config import ClosedModel, parse_model, read_yaml
 from geoseg.model.bundle import NetworkSpec
+from geoseg.stitch.augment import Augment
 from geoseg.tiling.grid import TileGrid
 
 VectorFormatName = Literal["gpkg", "geojson", "parquet", "fgb", "shp"]
@@ -63,6 +64,7 @@ class PredictStep(ClosedModel):
     overlap: int | None = Field(default=None, ge=0)
     batch_size: int = Field(default=8, ge=1)
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
+    augment: Augment = "none"  # test-time augmentation (x4 / x8 passes)
     chunk_size: int = Field(default=1024, ge=64)
     vector: VectorConfig = Field(default_factory=VectorConfig)
 
@@ -205,6 +207,7 @@ class PredictImagesStep(ClosedModel):
     overlap: int | None = Field(default=None, ge=0)
     batch_size: int = Field(default=8, ge=1)
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
+    augment: Augment = "none"  # test-time augmentation (x4 / x8 passes)
     crop_class: str = "crop"
     weed_class: str = "weed"
     soil_class: str | None = "soil"
