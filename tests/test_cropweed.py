@@ -196,7 +196,7 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
         "      device: cpu\n      validation: {fraction: 0.05}\n"
         f"  - predict_images:\n      image_set: cwfid\n      model: {tmp_path / 'cw.geoseg'}\n"
         f"      output: {tmp_path / 'out'}\n      images: ['2']\n      overlays: 1\n"
-        "      grid: {cell: 200, threshold: 0.05}\n"
+        "      grid: {cell: 200, threshold: 0.05}\n      min_plant_area: 20\n"
         f"      fields: {tmp_path / 'fields.gpkg'}\n",
         encoding="utf-8",
     )
@@ -239,6 +239,7 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
     assert (per_field.weed_pressure == per_field.share_weed).all()
     assert per_field.mapped_px2.sum() == 966 * 1296
     plants = pyogrio.read_dataframe(out / "plants.gpkg", layer="plants")
+    assert len(plants) and (plants.area_px2 >= 20).all(), "smaller regions are not plants"
     west = plants.geometry.representative_point().x <= 648  # field A first: it takes the edge
     assert per_field.loc["A", "plants_weed"] == (west & (plants.class_name == "weed")).sum()
     assert per_field[["plants_crop", "plants_weed"]].sum().sum() == len(plants)

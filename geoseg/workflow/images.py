@@ -83,6 +83,7 @@ class ImageJob:
     styles: tuple[ClassStyle, ...]
     fields: gpd.GeoDataFrame | None = None
     field_id: str = "field_id"
+    min_plant_area: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def predict_image(job: ImageJob, item: str) -> ImageResult:
     plants = instances(
         classes, prediction.confidence, [job.crop, job.weed], job.names, job.transform, job.unit
     )
+    plants = plants[plants[f"area_{job.unit}2"] >= job.min_plant_area].reset_index(drop=True)
     plants.insert(0, "image_id", item)
     grid = weed_grid(
         classes, job.cell_px, job.weed, job.crop, job.soil, job.threshold, job.transform
@@ -359,6 +361,7 @@ def run_predict_images(
         styles,
         read_fields(cfg),
         cfg.field_id,
+        cfg.min_plant_area,
     )
     results = ex.map(functools.partial(predict_image, job), items, "images", lambda i: f"image {i}")
     plants = pd.concat([r.plants for r in results], ignore_index=True)

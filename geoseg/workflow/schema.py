@@ -216,6 +216,7 @@ class PredictImagesStep(ClosedModel):
     overlays: int = Field(default=4, ge=0)
     fields: str | None = None
     field_id: str = "field_id"
+    min_plant_area: float = Field(default=0.0, ge=0)  # px² or m²: smaller regions are not plants
 
 
 STEP_KINDS = ("train", "predict", "evaluate", "zonal", "change", "predict_images")
