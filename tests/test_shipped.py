@@ -19,8 +19,19 @@ DEFAULT_MODEL = REPO / "models" / "landcover-nc-l7.geoseg"
 
 @pytest.mark.parametrize("path", sorted((REPO / "workflows").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_workflows_validate(path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from geoseg.cli.main import app
+    from geoseg.workflow.schema import STEP_KINDS
+
     plan = plan_workflow(path)
     assert plan.steps
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    listed = [
+        line.split()[1] for line in result.output.splitlines() if line[:4].strip().endswith(":")
+    ]
+    assert len(listed) == len(plan.steps) and set(listed) <= set(STEP_KINDS), result.output
 
 
 def test_default_model_bundle_is_complete_and_small() -> None:

@@ -159,13 +159,26 @@ def validate(workflow: Annotated[Path, typer.Argument(help="Workflow YAML file."
     plan = _guarded(lambda: plan_workflow(workflow))
     out.print(f"{plan.path}: valid, {len(plan.steps)} step(s)", highlight=False)
     for step in plan.steps:
-        kind = type(step).__name__.removeprefix("Planned").lower()
-        source = getattr(step, "source", None)
-        what = f"source={source.name}" if source is not None else "image set / analysis"
-        out.print(f"  {step.index}: {kind} {what}", highlight=False)
+        out.print(f"  {step.index}: {_describe(step)}", highlight=False)
         for path in step.outputs():
             flag = " (exists: needs --overwrite)" if path.exists() else ""
             out.print(f"     -> {path}{flag}", highlight=False)
+
+
+def _describe(step: Any) -> str:
+    """``KIND INPUTS`` of a planned step, for ``geoseg validate``."""
+    from geoseg.workflow.schema import STEP_KINDS
+
+    config = step.step
+    kind = next(
+        k for k in STEP_KINDS if type(config).__name__.lower() == k.replace("_", "") + "step"
+    )
+    source = getattr(step, "source", None)
+    if source is not None:
+        return f"{kind} source={source.name}"
+    if getattr(config, "image_set", None):
+        return f"{kind} image_set={config.image_set}"
+    return f"{kind} " + " ".join(str(p) for p in getattr(step, "inputs", ()))
 
 
 @catalog_app.command("list")
