@@ -264,3 +264,70 @@ def test_fields_layer_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"f\.gpkg has no 'field_id' column \(it has name"):
         read_fields(step(layer))
     assert list(read_fields(step(layer).model_copy(update={"field_id": "name"})).name) == ["A"]
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
+def test_asserted_georeferencing_puts_every_output_in_the_asserted_crs(tmp_path: Path) -> None:
+    import pyogrio
+    import rasterio
+    import torch
+
+    from geoseg.model.bundle import BandStats, BundleMeta, ClassInfo, NetworkSpec
+    from geoseg.model.network import build_network
+    from geoseg.model.store import save_bundle
+    from geoseg.workflow.run import run_workflow
+
+    (tmp_path / "img").mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(
+        tmp_path / "img" / "001.png"
+    )
+    (tmp_path / "img" / "001.yaml").write_text(
+        "annotation:\n- {type: weed, points: {x: [10, 30, 30, 10], y: [5, 5, 25, 25]}}\n"
+    )
+    catalog = _catalog(
+        tmp_path,
+        "image_sets:\n  s:\n    images: img/{id:03d}.png\n    annotations: img/{id:03d}_ann.png\n"
+        "    polygons: img/{id:03d}.yaml\n    ids: [1]\n"
+        '    colours: {"0,0,0": 1, "0,255,0": 2, "255,0,0": 3}\n'
+        "    classes: {1: {name: soil, color: '#aa7722'}, 2: {name: crop, color: '#22aa22'},"
+        " 3: {name: weed, color: '#dd2222'}}\n"
+        "    georeference: {pixel_size: 0.002, crs: 'EPSG:32632', origin: [500000, 5800000]}\n",
+    )
+    torch.manual_seed(0)
+    network = NetworkSpec(encoder="resnet18", encoder_depth=2, decoder_channels=[16, 8])
+    meta = BundleMeta(
+        name="rgb",
+        network=network,
+        bands=[BandStats(name=n, mean=128.0, std=64.0) for n in ("red", "green", "blue")],
+        units="8-bit RGB",
+        pixel_size=0.002,
+        classes=[ClassInfo(code=c, name=NAMES[c], color="#336699") for c in (1, 2, 3)],
+        tile_size=32,
+        overlap=8,
+    )
+    model = tmp_path / "rgb.geoseg"
+    save_bundle(meta, build_network(network, 3, 3).state_dict(), model, "# test\n")
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        f"version: 1\ncatalog: {catalog}\nsteps:\n  - predict_images:\n      image_set: s\n"
+        f"      model: {model}\n      output: {tmp_path / 'out'}\n      images: all\n"
+        "      grid: {cell: 0.05}\n      device: cpu\n"
+    )
+    figures = run_workflow(path, show_progress=False)[0].figures
+    out = tmp_path / "out"
+    assert figures["cells"] == 3 * 4  # 25 px cells over 64 x 80 px
+    assert figures["coordinates"].startswith("asserted in the catalog: EPSG:32632")
+    with rasterio.open(out / "classes" / "1.tif") as ds:
+        assert ds.crs.to_epsg() == 32632 and ds.transform.c == 500000 and ds.transform.a == 0.002
+    for name, layer in (("plants.gpkg", "plants"), ("weed_grid.gpkg", "weed_grid")):
+        info = pyogrio.read_info(out / name, layer=layer)
+        assert info["crs"] == "EPSG:32632", name
+        assert any(f.endswith("_m2") for f in info["fields"]) or name == "weed_grid.gpkg"
+    cells = pyogrio.read_dataframe(out / "weed_grid.gpkg")
+    np.testing.assert_allclose(cells.total_bounds, [500000, 5800000 - 0.128, 500000.16, 5800000])
+    outline = pyogrio.read_dataframe(out / "annotations.gpkg")
+    np.testing.assert_allclose(
+        outline.total_bounds, [500000.02, 5800000 - 0.05, 500000.06, 5800000 - 0.01]
+    )
+    assert pyogrio.read_info(out / "weed_grid.shp")["crs"] == "EPSG:32632"

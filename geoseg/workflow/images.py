@@ -225,7 +225,7 @@ def _annotated(job: ImageJob, item: str, classes: NDArray[np.uint8]) -> gpd.GeoD
         t = job.transform
         outlines = outlines.set_geometry(
             outlines.geometry.affine_transform([t.a, t.b, t.d, t.e, t.c, t.f])
-        )
+        ).set_crs(job.ref.georeference.crs if job.ref.georeference else None)
     matches = plant_matches(outlines, classes, job.transform, job.soil, job.names)
     matches.insert(0, "image_id", item)
     return matches
@@ -365,14 +365,20 @@ def run_predict_images(
     )
     results = ex.map(functools.partial(predict_image, job), items, "images", lambda i: f"image {i}")
     plants = pd.concat([r.plants for r in results], ignore_index=True)
-    plants = gpd.GeoDataFrame(plants, geometry=plants.geometry.name, crs=None)
+    crs = geo.crs if geo else None  # pixel coordinates have no CRS, and say so
+    plants = gpd.GeoDataFrame(plants, geometry=plants.geometry.name, crs=crs)
     metadata = {
-        "GEOSEG_COORDINATES": PIXEL_NOTE if unit == "px" else "catalog-asserted",
+        "GEOSEG_COORDINATES": (
+            f"asserted in the catalog: {geo.crs}, {geo.pixel_size:g} m pixels, top-left origin "
+            f"{geo.origin[0]:g}, {geo.origin[1]:g}"
+            if geo
+            else PIXEL_NOTE
+        ),
         "GEOSEG_LICENCE": ref.licence,
     }
     _write_layers(staged / "plants.gpkg", {"plants": plants, "boxes": boxes(plants)}, metadata)
     grid = pd.concat([r.grid for r in results], ignore_index=True)
-    grid = gpd.GeoDataFrame(grid, geometry="geometry", crs=None)
+    grid = gpd.GeoDataFrame(grid, geometry="geometry", crs=crs)
     _write_layers(staged / "weed_grid.gpkg", {"weed_grid": grid}, metadata)
     with warnings.catch_warnings():  # main thread; no CRS is the point in pixel coordinates
         warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
@@ -392,7 +398,7 @@ def run_predict_images(
     annotated = [r.annotated for r in results if r.annotated is not None]
     plant_level = None
     if annotated:
-        outlines = gpd.GeoDataFrame(pd.concat(annotated, ignore_index=True), crs=None)
+        outlines = gpd.GeoDataFrame(pd.concat(annotated, ignore_index=True))  # CRS of the parts
         _write_layers(staged / "annotations.gpkg", {"annotations": outlines}, metadata)
         plant_level = plant_scores(outlines)
     evaluated = [r for r in results if r.matrix is not None]
