@@ -171,7 +171,7 @@ class PlannedImages:
 
     def outputs(self) -> list[Path]:
         """Final paths this step writes (class maps go to the ``classes`` folder)."""
-        extra = ("fields.csv",) if self.step.fields is not None else ()
+        extra: tuple[str, ...] = ("fields.csv",) if self.step.fields is not None else ()
         extra += ("annotations.gpkg",) if self.image_set.polygons else ()
         return [self.folder / n for n in IMAGE_OUTPUTS + extra]
 
