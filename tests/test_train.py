@@ -104,7 +104,7 @@ def test_training_is_reproducible_and_writes_a_checked_bundle(tmp_path: Path) ->
 
 
 @needs_data()
-def test_validate_every_and_keep_last_record_the_epochs_they_say(tmp_path: Path) -> None:
+def test_validate_every_keep_last_and_dice_loss_record_what_they_say(tmp_path: Path) -> None:
     step = TrainStep(
         source="nc-landsat7",
         output="unused",
@@ -118,12 +118,14 @@ def test_validate_every_and_keep_last_record_the_epochs_they_say(tmp_path: Path)
         device="cpu",
         validate_every=2,
         keep="last",
+        loss="cross_entropy+dice",
         network={"encoder": "resnet18", "encoder_depth": 2, "decoder_channels": [16, 8]},
         validation={"block_size": 48, "fraction": 0.2, "buffer": 4},
     )
     catalog = Catalog.load(REPO / "data_catalog.yaml")
     result = train(step, catalog, tmp_path / "m.geoseg", show_progress=False)
     assert [h.epoch for h in result.history] == [2, 3], "every 2nd epoch and always the last"
+    assert all(np.isfinite(h.loss) for h in result.history)
     meta = load_meta(result.bundle)
     assert meta.metrics["best_epoch"] == 3
     card = (result.bundle / "MODEL_CARD.md").read_text()

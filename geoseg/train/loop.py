@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,9 +168,7 @@ def train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=step.learning_rate, total_steps=step.epochs * steps_per_epoch
     )
-    loss_fn = torch.nn.CrossEntropyLoss(
-        weight=torch.from_numpy(weights).to(device), ignore_index=-1
-    )
+    loss_fn = _loss(step, torch.from_numpy(weights).to(device))
     checkpoints = output.with_name(output.name + ".checkpoints")
     checkpoints.mkdir(parents=True, exist_ok=True)
     chips = _chip_counts(scenes, targets, step.chips_per_epoch)
@@ -261,6 +259,23 @@ def train(
     )
     meta = save_bundle(meta, best_state, output, model_card(meta, step.card), overwrite)
     return TrainResult(output, meta, history)
+
+
+def _loss(
+    step: TrainStep, weights: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy (class-weighted), plus smp's multiclass Dice loss when asked for.
+
+    Dice scores overlap per class, so a class of 2 % of the pixels weighs as much as one of 90 %.
+    Unlabelled pixels (-1) are ignored by both.
+    """
+    cross_entropy = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=-1)
+    if step.loss == "cross_entropy":
+        return cross_entropy
+    import segmentation_models_pytorch as smp
+
+    dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=-1)
+    return lambda logits, target: cross_entropy(logits, target) + dice(logits, target)
 
 
 def _training_summary(

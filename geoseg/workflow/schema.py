@@ -118,6 +118,7 @@ class TrainStep(ClosedModel):
     learning_rate: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     class_weighting: Literal["none", "inverse_sqrt", "inverse"] = "inverse_sqrt"
+    loss: Literal["cross_entropy", "cross_entropy+dice"] = "cross_entropy"
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     validate_every: int = Field(default=1, ge=1)
     keep: Literal["best", "last"] = "best"
