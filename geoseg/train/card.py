@@ -32,16 +32,16 @@ def model_card(meta: BundleMeta, notes: str = "") -> str:
     ]
     for data in meta.training_data:
         lines.append(
-            f"- Source `{data.source}`: {data.description.strip()} Licence: {data.licence}. "
-            f"Labels `{data.labels}`, licence: {data.labels_licence or data.licence}."
+            f"- Source `{data.source}`: {data.description.strip()} Licence: "
+            f"{data.licence.rstrip('.')}. Labels `{data.labels}`, licence: "
+            f"{(data.labels_licence or data.licence).rstrip('.')}."
         )
     lines += [
         "",
-        "## Validation (spatial hold-out blocks, stitched-scene prediction)",
+        "## Validation (held out from training, scored on stitched predictions)",
         "",
-        f"{_kept(meta)}; validation pixels: "
-        f"{meta.training.get('validation_pixels')} in {meta.training.get('validation_blocks')} "
-        "blocks.",
+        f"{_kept(meta)}; validation pixels: {meta.training.get('validation_pixels')} in "
+        f"{_held_out(meta)}.",
         "",
         "| class | IoU | precision | recall | support (px) |",
         "|---|---|---|---|---|",
@@ -70,3 +70,11 @@ def _kept(meta: BundleMeta) -> str:
     if meta.training.get("config", {}).get("keep") == "last":
         return f"Weights of the last epoch ({epoch}), not selected on the hold-out"
     return f"Best epoch {epoch}, selected on this hold-out (so slightly optimistic)"
+
+
+def _held_out(meta: BundleMeta) -> str:
+    """What was held out: whole images of an image set, or spatial blocks of scenes."""
+    items = [i for ids in meta.training.get("holdout_items", {}).values() for i in ids]
+    if items:
+        return f"{len(items)} held-out images ({', '.join(map(str, items))})"
+    return f"{meta.training.get('validation_blocks')} spatial hold-out blocks"
