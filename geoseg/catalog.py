@@ -107,6 +107,19 @@ class AssertedGeoreference(ClosedModel):
     origin: tuple[float, float]
 
 
+class VegetationMasks(ClosedModel):
+    """Masks of all vegetation, beside annotations that label only some plants.
+
+    Where a mask marks vegetation (``vegetation_value``) but the annotation has the
+    ``background`` class (soil), the plant was not annotated: that pixel is unlabelled (0),
+    neither soil nor plant, in training and in evaluation.
+    """
+
+    path: str
+    vegetation_value: int = Field(default=0, ge=0, le=255)
+    background: int = Field(ge=1, le=255)
+
+
 class ImageSetSpec(ClosedModel):
     """A folder of images with colour-coded annotation masks (e.g. field photos).
 
@@ -125,6 +138,7 @@ class ImageSetSpec(ClosedModel):
     images: str
     annotations: str
     polygons: str | None = None
+    vegetation_masks: VegetationMasks | None = None
     ids: list[int | str] | str
     bands: list[str] = Field(default_factory=lambda: ["red", "green", "blue"])
     units: str = "8-bit RGB"
@@ -137,6 +151,11 @@ class ImageSetSpec(ClosedModel):
         unknown = sorted({c for c in self.colours.values() if c not in self.classes})
         if unknown:
             raise ValueError(f"colours map to codes {unknown} that 'classes' does not name")
+        if self.vegetation_masks and self.vegetation_masks.background not in self.classes:
+            raise ValueError(
+                f"vegetation_masks.background {self.vegetation_masks.background} is not a code "
+                "that 'classes' names"
+            )
         for colour in self.colours:
             parts = colour.split(",")
             if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
@@ -282,6 +301,9 @@ class ImageSetRef:
     images: tuple[tuple[str, Path], ...]
     annotations: tuple[tuple[str, Path], ...]
     polygons: tuple[tuple[str, Path], ...]
+    vegetation: tuple[tuple[str, Path], ...]
+    vegetation_value: int
+    background: int | None
     bands: tuple[str, ...]
     units: str
     colours: tuple[tuple[tuple[int, int, int], int], ...]
@@ -327,6 +349,9 @@ def resolve_image_set(name: str, spec: ImageSetSpec, base: Path) -> ImageSetRef:
         paths(spec.images),
         paths(spec.annotations),
         paths(spec.polygons) if spec.polygons else (),
+        paths(spec.vegetation_masks.path) if spec.vegetation_masks else (),
+        spec.vegetation_masks.vegetation_value if spec.vegetation_masks else 0,
+        spec.vegetation_masks.background if spec.vegetation_masks else None,
         tuple(spec.bands),
         spec.units,
         colours,

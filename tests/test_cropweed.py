@@ -114,6 +114,33 @@ def test_image_set_reading_and_unmapped_colours(tmp_path: Path) -> None:
         read_annotation(ref.annotations[0][1], ref)
 
 
+def test_vegetation_masks_make_unannotated_plants_unlabelled(tmp_path: Path) -> None:
+    from geoseg.io.images import read_labels
+
+    annotation = np.zeros((4, 5, 3), np.uint8)  # all black = soil
+    annotation[0, 0] = (0, 255, 0)  # an annotated crop pixel
+    make_set(tmp_path, annotation)
+    mask = np.full((4, 5), 255, np.uint8)
+    mask[0, 0] = mask[2, 1:3] = 0  # vegetation: the crop pixel and two unannotated plant pixels
+    Image.fromarray(mask).save(tmp_path / "img" / "001_mask.png")
+    body = (
+        "image_sets:\n  s:\n    images: img/{id:03d}.png\n    annotations: img/{id:03d}_ann.png\n"
+        "    vegetation_masks: {path: 'img/{id:03d}_mask.png', vegetation_value: 0, background: 1}\n"
+        '    ids: [1]\n    colours: {"0,0,0": 1, "0,255,0": 2}\n'
+        "    classes: {1: {name: soil, color: '#aa7722'}, 2: {name: crop, color: '#22aa22'}}\n"
+    )
+    ref = Catalog.load(_catalog(tmp_path, body)).image_set("s")
+    codes = read_labels(ref, "1")
+    assert codes[0, 0] == 2, "annotated plants keep their class"
+    assert (codes[2, 1:3] == 0).all(), "vegetation the annotation calls soil is unlabelled"
+    assert (codes == 1).sum() == 20 - 3
+    Image.fromarray(mask[:3]).save(tmp_path / "img" / "001_mask.png")
+    with pytest.raises(CatalogError, match=r"001_mask\.png is 5x3 px but its annotation is 5x4"):
+        read_labels(ref, "1")
+    with pytest.raises(ConfigError, match=r"vegetation_masks\.background 7 is not a code"):
+        Catalog.load(_catalog(tmp_path, body.replace("background: 1", "background: 7")))
+
+
 def test_image_set_config_errors(tmp_path: Path) -> None:
     body = (
         "image_sets:\n  s:\n    images: a/{id}.png\n    annotations: b/{id}.png\n    ids: [1]\n"
@@ -331,3 +358,6 @@ def test_asserted_georeferencing_puts_every_output_in_the_asserted_crs(tmp_path:
         outline.total_bounds, [500000.02, 5800000 - 0.05, 500000.06, 5800000 - 0.01]
     )
     assert pyogrio.read_info(out / "weed_grid.shp")["crs"] == "EPSG:32632"
+    path.write_text(path.read_text().replace("images: all", "images: holdout"))
+    with pytest.raises(ConfigError, match=r"holdout needs a model trained on the images of image"):
+        run_workflow(path, show_progress=False, overwrite=True)

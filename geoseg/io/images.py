@@ -61,6 +61,28 @@ def read_annotation(path: Path, ref: ImageSetRef) -> NDArray[np.uint8]:
     return codes
 
 
+def read_labels(ref: ImageSetRef, item: str) -> NDArray[np.uint8]:
+    """Class codes of one image's annotation, 0 where a vegetation mask shows an unannotated plant.
+
+    Without ``vegetation_masks`` this is :func:`read_annotation`. With them, a pixel the mask
+    marks as vegetation but the annotation calls background becomes unlabelled (0): such plants
+    were left out of the annotation, so they are neither background nor plant.
+    """
+    codes = read_annotation(dict(ref.annotations)[item], ref)
+    mask_path = dict(ref.vegetation).get(item)
+    if mask_path is None:
+        return codes
+    with _open(mask_path) as image:
+        mask = np.asarray(image.convert("L"))
+    if mask.shape != codes.shape:
+        raise CatalogError(
+            f"vegetation mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} px but its "
+            f"annotation is {codes.shape[1]}x{codes.shape[0]}; fix the image set's patterns"
+        )
+    codes[(mask == ref.vegetation_value) & (codes == ref.background)] = 0
+    return codes
+
+
 def read_polygons(path: Path, ref: ImageSetRef) -> gpd.GeoDataFrame:
     """Polygon annotations in image pixel coordinates.
 

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from geoseg.catalog import Catalog
 from geoseg.classes import class_info
 from geoseg.errors import TrainingError
-from geoseg.io.images import read_annotation, read_image
+from geoseg.io.images import read_image, read_labels
 from geoseg.io.labels import open_labels
 from geoseg.io.source import RasterSource
 from geoseg.model.bundle import BandStats, DataProvenance, InputProfile
@@ -146,7 +146,7 @@ def load_image_set(
     """An image set as one scene per image; a seeded share of whole images is held out."""
     ref = catalog.image_set(name)
     images = [read_image(path, len(ref.bands)) for _, path in ref.images]
-    codes = [_keep(read_annotation(path, ref), classes) for _, path in ref.annotations]
+    codes = [_keep(read_labels(ref, item), classes) for item in ref.ids]
     for (item, _), image, code in zip(ref.images, images, codes, strict=True):
         if image.shape[1:] != code.shape:
             raise TrainingError(

@@ -36,7 +36,7 @@ from geoseg.executor import Executor
 from geoseg.export.atomic import atomic_path
 from geoseg.export.style import ClassStyle, style_path, vector_qml, write_style
 from geoseg.export.vector import GPKG_OPTIONS, convert
-from geoseg.io.images import read_annotation, read_image, read_polygons
+from geoseg.io.images import read_image, read_labels, read_polygons
 from geoseg.model.bundle import BundleMeta, InputProfile, load_meta
 from geoseg.stitch.predict import InferenceSpec
 from geoseg.stitch.reference import predict_in_memory
@@ -187,7 +187,7 @@ def predict_image(job: ImageJob, item: str) -> ImageResult:
     matrix = boundary = None
     annotations = dict(job.ref.annotations)
     if item in annotations and annotations[item].exists():
-        reference = read_annotation(annotations[item], job.ref).astype(np.int64)
+        reference = read_labels(job.ref, item).astype(np.int64)
         evaluated = reference > 0
         matrix = confusion_matrix(reference[evaluated], classes[evaluated], job.codes)
         boundary = boundary_counts(
@@ -278,6 +278,16 @@ def field_statistics(
     return pd.DataFrame(rows)
 
 
+def _same_images(catalog_path: Path, trained: str | None, ref: ImageSetRef) -> bool:
+    """Whether the model's training image set has exactly ``ref``'s images (names may differ)."""
+    if trained == ref.name:
+        return True
+    from geoseg.catalog import Catalog
+
+    sets = Catalog.load(catalog_path)
+    return trained in sets.spec.image_sets and sets.image_set(trained).images == ref.images
+
+
 def run_predict_images(
     catalog_path: Path,
     plan_path: Path,
@@ -301,16 +311,16 @@ def run_predict_images(
         raise ConfigError(f"tile_size {size} must be a multiple of {meta.network.divisor}")
     if cfg.images == "holdout":
         training = meta.training.get("config", {})
+        if not _same_images(catalog_path, training.get("image_set"), ref):
+            raise ConfigError(
+                f"images: holdout needs a model trained on the images of image set "
+                f"'{ref.name}'; '{meta.name}' was not: list the image ids instead"
+            )
         held = held_out_images(
             len(ref.ids),
             training.get("validation", {}).get("fraction", 0.2),
             training.get("seed", 0),
         )
-        if training.get("image_set") != ref.name:
-            raise ConfigError(
-                f"images: holdout needs a model trained on image set '{ref.name}'; "
-                f"'{meta.name}' was not: list the image ids instead"
-            )
         items = [ref.ids[i] for i in sorted(held)]
     elif cfg.images == "all":
         items = list(ref.ids)
