@@ -165,7 +165,8 @@ def plot_overlay(
     classes = ListedColormap(table)
     picture = np.moveaxis(stretch(rgb, joint_stretch), 0, -1)
     height, width = errors.shape
-    fig, axes = plt.subplots(1, 4, figsize=(20, 5 * height / width + 1.3))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.4 * height / width + 0.9))
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.12, wspace=0.04)
     axes[0].imshow(picture)
     axes[0].set_title("imagery")
     for ax, data, title in (
