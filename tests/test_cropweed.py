@@ -125,7 +125,8 @@ def test_vegetation_masks_make_unannotated_plants_unlabelled(tmp_path: Path) -> 
     Image.fromarray(mask).save(tmp_path / "img" / "001_mask.png")
     body = (
         "image_sets:\n  s:\n    images: img/{id:03d}.png\n    annotations: img/{id:03d}_ann.png\n"
-        "    vegetation_masks: {path: 'img/{id:03d}_mask.png', vegetation_value: 0, background: 1}\n"
+        "    vegetation_masks:\n      path: 'img/{id:03d}_mask.png'\n"
+        "      vegetation_value: 0\n      background: 1\n"
         '    ids: [1]\n    colours: {"0,0,0": 1, "0,255,0": 2}\n'
         "    classes: {1: {name: soil, color: '#aa7722'}, 2: {name: crop, color: '#22aa22'}}\n"
     )
