@@ -79,7 +79,7 @@ def transitions(job: ChangeJob, ex: Executor) -> NDArray[np.int64]:
         functools.partial(change_chunk, job),
         job.plan.chunks(),
         "change",
-        lambda c: f"chunk {c.key} ({c.core})",
+        Chunk.describe,
     ):
         total += counts
     return total

@@ -92,7 +92,7 @@ def zonal_counts(job: ZonalJob, ex: Executor) -> dict[tuple[int, int], int]:
         functools.partial(zonal_chunk, job),
         job.plan.chunks(),
         "zonal",
-        lambda c: f"chunk {c.key} ({c.core})",
+        Chunk.describe,
     ):
         for key, n in part.items():
             total[key] = total.get(key, 0) + n

@@ -114,7 +114,7 @@ def evaluate(job: EvaluateJob, ex: Executor) -> tuple[NDArray[np.int64], NDArray
         functools.partial(evaluate_chunk, job),
         job.plan.chunks(),
         "evaluate",
-        lambda c: f"chunk {c.key} ({c.core})",
+        Chunk.describe,
     ):
         matrix += result.matrix
         boundary += result.boundary

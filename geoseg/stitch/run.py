@@ -118,7 +118,7 @@ def predict_chunks(job: PredictJob, chunks: Sequence[Chunk], ex: Executor) -> li
         functools.partial(predict_chunk, job),
         chunks,
         "predict chunks",
-        lambda c: f"chunk {c.key} ({c.core})",
+        Chunk.describe,
     )
 
 

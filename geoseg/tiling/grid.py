@@ -89,6 +89,10 @@ class Chunk:
         """A stable file-name-safe id, e.g. ``r0003-c0012``."""
         return f"r{self.index[0]:04d}-c{self.index[1]:04d}"
 
+    def describe(self) -> str:
+        """How progress and errors name the chunk: its key and core window."""
+        return f"chunk {self.key} ({self.core})"
+
 
 def axis_chunks(length: int, size: int) -> tuple[int, ...]:
     """Chunk lengths along an axis: ``size`` each, the last one smaller (they sum to ``length``)."""

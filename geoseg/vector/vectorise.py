@@ -91,12 +91,8 @@ def pieces_task(job: VectoriseJob, chunk: Chunk, local_to_region: np.ndarray) ->
 def find_regions(job: VectoriseJob, ex: Executor) -> RegionTable:
     """Pass 1 and the global step."""
     chunks = job.plan.chunks()
-    parts = ex.map(functools.partial(components_task, job), chunks, "components", _describe)
+    parts = ex.map(functools.partial(components_task, job), chunks, "components", Chunk.describe)
     return build_regions(job.plan, parts, job.settings.min_pixels(job.grid))
-
-
-def _describe(chunk: Chunk) -> str:
-    return f"chunk {chunk.key} ({chunk.core})"
 
 
 def vectorise(
@@ -112,7 +108,7 @@ def vectorise(
     tasks = [(chunk, table.local_to_region[chunk.index]) for chunk in chunks]
     merger = SeamMerger(table.chunk_count)
     for pieces in ex.imap(
-        functools.partial(_pieces, job), tasks, "polygons", lambda t: _describe(t[0])
+        functools.partial(_pieces, job), tasks, "polygons", lambda t: t[0].describe()
     ):
         ready = [p for p in pieces if table.chunk_count[p.region] == 1]
         ready += [m for p in pieces if table.chunk_count[p.region] > 1 and (m := merger.add(p))]
