@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from affine import Affine
 from pydantic import Field, model_validator
 
 from geoseg.config import ClosedModel, parse_model, read_yaml
@@ -293,6 +294,10 @@ class Catalog:
         return resolve_source(name, spec, self.path.parent)
 
 
+#: How outputs of images without georeferencing describe their coordinates.
+PIXEL_NOTE = "image pixel coordinates (x = column, y = row, origin top-left); NOT georeferenced"
+
+
 @dataclass(frozen=True, slots=True)
 class ImageSetRef:
     """A resolved image set: every image and annotation path by id, and how to read them."""
@@ -316,6 +321,35 @@ class ImageSetRef:
     def ids(self) -> tuple[str, ...]:
         """Image ids, in catalog order."""
         return tuple(i for i, _ in self.images)
+
+    @property
+    def unit(self) -> Literal["m", "px"]:
+        """Length unit of outputs: metres when georeferencing is asserted, else pixels."""
+        return "m" if self.georeference else "px"
+
+    @property
+    def crs(self) -> str | None:
+        """The asserted CRS; None in pixel coordinates."""
+        return self.georeference.crs if self.georeference else None
+
+    @property
+    def transform(self) -> Affine:
+        """Pixel -> output coordinates: the asserted grid, or the identity (x = column, y = row)."""
+        geo = self.georeference
+        if geo is None:
+            return Affine.identity()
+        return Affine(geo.pixel_size, 0, geo.origin[0], 0, -geo.pixel_size, geo.origin[1])
+
+    @property
+    def coordinates(self) -> str:
+        """What every output says about its coordinates."""
+        geo = self.georeference
+        if geo is None:
+            return PIXEL_NOTE
+        return (
+            f"asserted in the catalog: {geo.crs}, {geo.pixel_size:g} m pixels, top-left origin "
+            f"{geo.origin[0]:g}, {geo.origin[1]:g}"
+        )
 
 
 def resolve_image_set(name: str, spec: ImageSetSpec, base: Path) -> ImageSetRef:

@@ -6,8 +6,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geoseg.export.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from geoseg.model.bundle import BundleMeta
 
 QGIS_VERSION = "3.28.0"
 
@@ -24,6 +28,11 @@ class ClassStyle:
     def rgb(self) -> tuple[int, int, int]:
         """The colour as an RGB triple."""
         return (int(self.color[1:3], 16), int(self.color[3:5], 16), int(self.color[5:7], 16))
+
+
+def class_styles(meta: BundleMeta) -> tuple[ClassStyle, ...]:
+    """The styles of a model's classes, in its output order."""
+    return tuple(ClassStyle(c.code, c.name, c.color) for c in meta.classes)
 
 
 def _document(root_children: ET.Element) -> bytes:

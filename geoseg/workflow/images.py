@@ -21,12 +21,11 @@ import numpy as np
 import pandas as pd
 import rasterio
 import rasterio.features
-from affine import Affine
 from numpy.typing import NDArray
 
 from geoseg.analysis.instances import boxes, counts, instances
 from geoseg.analysis.weedgrid import weed_grid
-from geoseg.catalog import ImageSetRef
+from geoseg.catalog import Catalog, ImageSetRef
 from geoseg.errors import BundleError, ConfigError
 from geoseg.evaluate.boundary import boundary_counts
 from geoseg.evaluate.metrics import confusion_matrix, scores
@@ -34,7 +33,7 @@ from geoseg.evaluate.plants import plant_matches, plant_scores
 from geoseg.evaluate.report import plot_confusion, plot_overlay, write_metrics
 from geoseg.executor import Executor
 from geoseg.export.atomic import atomic_path
-from geoseg.export.style import ClassStyle, style_path, vector_qml, write_style
+from geoseg.export.style import ClassStyle, class_styles, style_path, vector_qml, write_style
 from geoseg.export.vector import GPKG_OPTIONS, convert
 from geoseg.io.images import read_image, read_labels, read_polygons
 from geoseg.model.bundle import BundleMeta, InputProfile, load_meta
@@ -43,9 +42,9 @@ from geoseg.stitch.reference import predict_in_memory
 from geoseg.tiling.grid import TileGrid
 from geoseg.workflow.commit import commit
 from geoseg.workflow.manifest import MANIFEST_NAME, describe_files, now, write_manifest
+from geoseg.workflow.plan import Plan, PlannedImages
 from geoseg.workflow.schema import PredictImagesStep
 
-PIXEL_NOTE = "image pixel coordinates (x = column, y = row, origin top-left); NOT georeferenced"
 OUTPUTS = (
     "annotations.gpkg",
     "fields.csv",
@@ -76,8 +75,6 @@ class ImageJob:
     cell_px: int
     threshold: float
     tolerance: int
-    transform: Affine
-    unit: str
     staged: Path
     overlay_ids: tuple[str, ...]
     styles: tuple[ClassStyle, ...]
@@ -166,21 +163,26 @@ def predict_image(job: ImageJob, item: str) -> ImageResult:
         "blocksize": 256,
         "overview_resampling": "mode",
     }
-    if job.unit == "m" and job.ref.georeference is not None:
-        profile.update(crs=job.ref.georeference.crs, transform=job.transform)
+    if job.ref.crs is not None:
+        profile.update(crs=job.ref.crs, transform=job.ref.transform)
     target = job.staged / "classes" / f"{item}.tif"
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target, overwrite=True) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(classes, 1)
         dst.write_colormap(1, {s.code: (*s.rgb, 255) for s in job.styles})
-        dst.update_tags(COORDINATES=PIXEL_NOTE if job.unit == "px" else "asserted in catalog")
+        dst.update_tags(COORDINATES=job.ref.coordinates)
     plants = instances(
-        classes, prediction.confidence, [job.crop, job.weed], job.names, job.transform, job.unit
+        classes,
+        prediction.confidence,
+        [job.crop, job.weed],
+        job.names,
+        job.ref.transform,
+        job.ref.unit,
     )
-    plants = plants[plants[f"area_{job.unit}2"] >= job.min_plant_area].reset_index(drop=True)
+    plants = plants[plants[f"area_{job.ref.unit}2"] >= job.min_plant_area].reset_index(drop=True)
     plants.insert(0, "image_id", item)
     grid = weed_grid(
-        classes, job.cell_px, job.weed, job.crop, job.soil, job.threshold, job.transform
+        classes, job.cell_px, job.weed, job.crop, job.soil, job.threshold, job.ref.transform
     )
     grid.insert(0, "image_id", item)
     fields = field_statistics(job, item, classes, plants) if job.fields is not None else None
@@ -221,12 +223,12 @@ def _annotated(job: ImageJob, item: str, classes: NDArray[np.uint8]) -> gpd.GeoD
     if path is None or not path.exists():
         return None
     outlines = read_polygons(path, job.ref)
-    if job.unit == "m":  # asserted georeferencing: pixel outlines into the asserted CRS
-        t = job.transform
+    if job.ref.crs is not None:  # asserted georeferencing: pixel outlines into the asserted CRS
+        t = job.ref.transform
         outlines = outlines.set_geometry(
             outlines.geometry.affine_transform([t.a, t.b, t.d, t.e, t.c, t.f])
-        ).set_crs(job.ref.georeference.crs if job.ref.georeference else None)
-    matches = plant_matches(outlines, classes, job.transform, job.soil, job.names)
+        ).set_crs(job.ref.crs)
+    matches = plant_matches(outlines, classes, job.ref.transform, job.soil, job.names)
     matches.insert(0, "image_id", item)
     return matches
 
@@ -246,7 +248,7 @@ def field_statistics(
     if "image_id" in fields.columns:
         fields = fields[fields.image_id.astype(str) == item]
     rows = []
-    scale = abs(job.transform.a) ** 2
+    scale = abs(job.ref.transform.a) ** 2
     anchors = plants.geometry.representative_point()
     owner = np.full(len(plants), -1)  # the first field touching each plant's point
     for k, geometry in enumerate(fields.geometry):
@@ -255,7 +257,7 @@ def field_statistics(
         inside = rasterio.features.rasterize(
             [(geometry, 1)],
             out_shape=classes.shape,
-            transform=job.transform,
+            transform=job.ref.transform,
             fill=0,
             dtype="uint8",
         ).astype(bool)
@@ -264,11 +266,11 @@ def field_statistics(
         row: dict[str, Any] = {
             "image_id": item,
             job.field_id: fid,
-            f"mapped_{job.unit}2": len(values) * scale,
+            f"mapped_{job.ref.unit}2": len(values) * scale,
         }
         for code, name in job.names.items():
             n = int(np.count_nonzero(values == code))
-            row[f"area_{name}_{job.unit}2"] = n * scale
+            row[f"area_{name}_{job.ref.unit}2"] = n * scale
             row[f"share_{name}"] = n / mapped
         held = plants.class_name[owner == k]
         for code in (job.crop, job.weed):
@@ -278,30 +280,20 @@ def field_statistics(
     return pd.DataFrame(rows)
 
 
-def _same_images(catalog_path: Path, trained: str | None, ref: ImageSetRef) -> bool:
+def _same_images(catalog: Catalog, trained: str | None, ref: ImageSetRef) -> bool:
     """Whether the model's training image set has exactly ``ref``'s images (names may differ)."""
     if trained == ref.name:
         return True
-    from geoseg.catalog import Catalog
-
-    sets = Catalog.load(catalog_path)
-    return trained in sets.spec.image_sets and sets.image_set(trained).images == ref.images
+    return trained in catalog.spec.image_sets and catalog.image_set(trained).images == ref.images
 
 
 def run_predict_images(
-    catalog_path: Path,
-    plan_path: Path,
-    index: int,
-    cfg: PredictImagesStep,
-    ref: ImageSetRef,
-    model: Path,
-    folder: Path,
-    ex: Executor,
-    overwrite: bool,
+    plan: Plan, step: PlannedImages, ex: Executor, overwrite: bool
 ) -> dict[str, Any]:
     """Execute the step; returns its headline figures."""
     from geoseg.train.scene import held_out_images
 
+    cfg, ref, model, folder = step.step, step.image_set, step.model, step.folder
     started = now()
     meta = load_meta(model)
     profile = _profile(meta, ref)
@@ -311,7 +303,7 @@ def run_predict_images(
         raise ConfigError(f"tile_size {size} must be a multiple of {meta.network.divisor}")
     if cfg.images == "holdout":
         training = meta.training.get("config", {})
-        if not _same_images(catalog_path, training.get("image_set"), ref):
+        if not _same_images(plan.catalog, training.get("image_set"), ref):
             raise ConfigError(
                 f"images: holdout needs a model trained on the images of image set "
                 f"'{ref.name}'; '{meta.name}' was not: list the image ids instead"
@@ -330,18 +322,12 @@ def run_predict_images(
             raise ConfigError(f"image set '{ref.name}' has no images {unknown}")
         items = list(cfg.images)
     geo = ref.georeference
-    unit = "m" if geo else "px"
-    transform = (
-        Affine(geo.pixel_size, 0, geo.origin[0], 0, -geo.pixel_size, geo.origin[1])
-        if geo
-        else Affine.identity()
-    )
     cell_px = max(1, round(cfg.grid.cell / geo.pixel_size)) if geo else max(1, round(cfg.grid.cell))
-    work = folder / ".geoseg-work"
+    work = step.work
     shutil.rmtree(work, ignore_errors=True)
     staged = work / "staged"
     staged.mkdir(parents=True)
-    styles = tuple(ClassStyle(c.code, c.name, c.color) for c in meta.classes)
+    styles = class_styles(meta)
     names = {c.code: c.name for c in meta.classes}
     job = ImageJob(
         ref,
@@ -364,8 +350,6 @@ def run_predict_images(
         cell_px,
         cfg.grid.threshold,
         cfg.tolerance,
-        transform,
-        unit,
         staged,
         tuple(items[: cfg.overlays]),
         styles,
@@ -375,28 +359,22 @@ def run_predict_images(
     )
     results = ex.map(functools.partial(predict_image, job), items, "images", lambda i: f"image {i}")
     plants = pd.concat([r.plants for r in results], ignore_index=True)
-    crs = geo.crs if geo else None  # pixel coordinates have no CRS, and say so
-    plants = gpd.GeoDataFrame(plants, geometry=plants.geometry.name, crs=crs)
+    plants = gpd.GeoDataFrame(plants, geometry=plants.geometry.name, crs=ref.crs)
     metadata = {
-        "GEOSEG_COORDINATES": (
-            f"asserted in the catalog: {geo.crs}, {geo.pixel_size:g} m pixels, top-left origin "
-            f"{geo.origin[0]:g}, {geo.origin[1]:g}"
-            if geo
-            else PIXEL_NOTE
-        ),
+        "GEOSEG_COORDINATES": ref.coordinates,
         "GEOSEG_LICENCE": ref.licence,
     }
     _write_layers(staged / "plants.gpkg", {"plants": plants, "boxes": boxes(plants)}, metadata)
     grid = pd.concat([r.grid for r in results], ignore_index=True)
-    grid = gpd.GeoDataFrame(grid, geometry="geometry", crs=crs)
+    grid = gpd.GeoDataFrame(grid, geometry="geometry", crs=ref.crs)
     _write_layers(staged / "weed_grid.gpkg", {"weed_grid": grid}, metadata)
     with warnings.catch_warnings():  # main thread; no CRS is the point in pixel coordinates
         warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
         convert(staged / "weed_grid.gpkg", "weed_grid", staged / "weed_grid.shp", "shp", True)
     table = pd.concat(
-        [counts(r.plants, unit).assign(image_id=r.item) for r in results], ignore_index=True
+        [counts(r.plants, ref.unit).assign(image_id=r.item) for r in results], ignore_index=True
     )
-    table["units"] = unit
+    table["units"] = ref.unit
     with atomic_path(staged / "counts.csv", overwrite=True) as tmp:
         table.to_csv(tmp, index=False)
     if job.fields is not None:
@@ -464,8 +442,8 @@ def run_predict_images(
     write_manifest(
         folder,
         {
-            "workflow": str(plan_path),
-            "step": index,
+            "workflow": str(plan.path),
+            "step": step.index,
             "kind": "predict_images",
             "started": started,
             "config": cfg.model_dump(mode="json"),
@@ -474,7 +452,7 @@ def run_predict_images(
             "licence": ref.licence,
             "figures": figures,
             "outputs": describe_files([p for p in finals if p.is_file()]),
-            "catalog": str(catalog_path),
+            "catalog": str(plan.catalog.path),
         },
     )
     shutil.rmtree(work, ignore_errors=True)

@@ -30,6 +30,17 @@ from geoseg.workflow.schema import (
 WORK_DIR = ".geoseg-work"
 
 
+class _OutputFolder:
+    """A step that writes into an output folder, working in its ``.geoseg-work`` sub-folder."""
+
+    folder: Path
+
+    @property
+    def work(self) -> Path:
+        """The step's work folder (parts, staged outputs, run record)."""
+        return self.folder / WORK_DIR
+
+
 @dataclass(frozen=True)
 class PlannedTrain:
     """A train step with its sources resolved and its output path."""
@@ -50,7 +61,7 @@ class PlannedTrain:
 
 
 @dataclass(frozen=True)
-class PlannedPredict:
+class PlannedPredict(_OutputFolder):
     """A predict step with its source, model and output paths resolved."""
 
     index: int
@@ -58,11 +69,6 @@ class PlannedPredict:
     source: SourceRef
     model: Path
     folder: Path
-
-    @property
-    def work(self) -> Path:
-        """The step's work folder (parts, staged outputs, run record)."""
-        return self.folder / WORK_DIR
 
     @property
     def class_map(self) -> Path:
@@ -102,7 +108,7 @@ class PlannedPredict:
 
 
 @dataclass(frozen=True)
-class PlannedEvaluate:
+class PlannedEvaluate(_OutputFolder):
     """An evaluate step with its source, prediction, optional mask and output folder resolved."""
 
     index: int
@@ -111,11 +117,6 @@ class PlannedEvaluate:
     prediction: Path
     folder: Path
     within: Path | None
-
-    @property
-    def work(self) -> Path:
-        """The step's work folder."""
-        return self.folder / WORK_DIR
 
     def outputs(self) -> list[Path]:
         """Final paths this step writes."""
@@ -134,18 +135,13 @@ EVALUATE_OUTPUTS = (
 
 
 @dataclass(frozen=True)
-class PlannedAnalysis:
+class PlannedAnalysis(_OutputFolder):
     """A zonal or change step: its input rasters (and zones) and output folder resolved."""
 
     index: int
     step: ZonalStep | ChangeStep
     inputs: tuple[Path, ...]
     folder: Path
-
-    @property
-    def work(self) -> Path:
-        """The step's work folder."""
-        return self.folder / WORK_DIR
 
     def outputs(self) -> list[Path]:
         """Final paths this step writes."""
@@ -155,7 +151,7 @@ class PlannedAnalysis:
 
 
 @dataclass(frozen=True)
-class PlannedImages:
+class PlannedImages(_OutputFolder):
     """A predict_images step: its image set, model and output folder resolved."""
 
     index: int
@@ -163,11 +159,6 @@ class PlannedImages:
     image_set: ImageSetRef
     model: Path
     folder: Path
-
-    @property
-    def work(self) -> Path:
-        """The step's work folder."""
-        return self.folder / WORK_DIR
 
     def outputs(self) -> list[Path]:
         """Final paths this step writes (class maps go to the ``classes`` folder)."""

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,14 @@ from typing import Any
 from geoseg.executor import Executor
 from geoseg.export.raster import validate_cog
 from geoseg.export.report import overview_png, write_report, write_stac_item
-from geoseg.export.style import ClassStyle, raster_qml, style_path, vector_qml, write_style
+from geoseg.export.style import (
+    ClassStyle,
+    class_styles,
+    raster_qml,
+    style_path,
+    vector_qml,
+    write_style,
+)
 from geoseg.export.vector import convert, members, write_gpkg
 from geoseg.io.source import RasterSource
 from geoseg.model.bundle import BundleMeta, load_meta
@@ -48,15 +56,11 @@ def torch_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def _class_styles(meta: BundleMeta) -> list[ClassStyle]:
-    return [ClassStyle(c.code, c.name, c.color) for c in meta.classes]
-
-
 def _report(
     step: PlannedPredict,
     meta: BundleMeta,
     source: RasterSource,
-    styles: list[ClassStyle],
+    styles: Sequence[ClassStyle],
     figures: dict[str, Any],
     fingerprint: dict[str, Any],
     stage: dict[Path, Path],
@@ -189,7 +193,7 @@ def run_predict(
     staged = work / "staged"
     stage = {final: staged / final.name for final in step.outputs()}
     class_map, confidence = stage[step.class_map], stage[step.confidence]
-    styles = _class_styles(meta)
+    styles = class_styles(meta)
     clock = time.perf_counter()
     colormap = {c.code: (*c.rgb, 255) for c in styles}
     assemble_outputs(job, chunk_plan, class_map, confidence, colormap, overwrite=True)

@@ -101,17 +101,7 @@ def _run(
                 reports.append(StepReport(step.index, "evaluate", step.outputs(), figures))
                 continue
             if isinstance(step, PlannedImages):
-                figures = run_predict_images(
-                    plan.catalog.path,
-                    plan.path,
-                    step.index,
-                    step.step,
-                    step.image_set,
-                    step.model,
-                    step.folder,
-                    ex,
-                    overwrite,
-                )
+                figures = run_predict_images(plan, step, ex, overwrite)
                 reports.append(StepReport(step.index, "predict_images", step.outputs(), figures))
                 continue
             if isinstance(step, PlannedAnalysis):
