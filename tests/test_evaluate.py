@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -126,23 +127,14 @@ def test_evaluate_step_writes_metrics_plots_and_error_map(tmp_path: Path) -> Non
     profile.update(dtype="uint8", nodata=0)
     with rasterio.open(prediction, "w", **profile) as dst:
         dst.write(classes, 1)
-    result = CliRunner().invoke(
-        app,
-        [
-            "-q",
-            "evaluate",
-            "--catalog",
-            str(REPO / "data_catalog.yaml"),
-            "--source",
-            "nc-landsat7",
-            "--labels",
-            "landcover96",
-            "--prediction",
-            str(prediction),
-            "--output",
-            str(tmp_path / "eval"),
-        ],
-    )
+
+    def evaluate_cli(*options: str) -> Any:
+        common = ["--catalog", str(REPO / "data_catalog.yaml"), "--source", "nc-landsat7"]
+        return CliRunner().invoke(
+            app, ["-q", "evaluate", *common, "--prediction", str(prediction), *options]
+        )
+
+    result = evaluate_cli("--labels", "landcover96", "--output", str(tmp_path / "eval"))
     assert result.exit_code == 0, result.output
     out = tmp_path / "eval"
     for name in (
@@ -171,21 +163,7 @@ def test_evaluate_step_writes_metrics_plots_and_error_map(tmp_path: Path) -> Non
         ]
         == 2
     ).all()
-    again = CliRunner().invoke(
-        app,
-        [
-            "-q",
-            "evaluate",
-            "--catalog",
-            str(REPO / "data_catalog.yaml"),
-            "--source",
-            "nc-landsat7",
-            "--prediction",
-            str(prediction),
-            "--output",
-            str(out),
-        ],
-    )
+    again = evaluate_cli("--output", str(out))
     assert again.exit_code == 2 and "--overwrite" in again.output
 
 

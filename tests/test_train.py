@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,27 +61,31 @@ def test_chips_are_class_balanced_and_augmentation_keeps_pairs_aligned() -> None
     assert (padded[:2] == -1).all() and padded[2, 2] == 0
 
 
-@needs_data()
-def test_training_is_reproducible_and_writes_a_checked_bundle(tmp_path: Path) -> None:
-    step = TrainStep(
-        source="nc-landsat7",
-        output="unused",
-        bands=NC_BANDS,
-        epochs=2,
-        chips_per_epoch=32,
-        batch_size=8,
-        chip_size=32,
-        overlap=8,
-        threads=1,
-        device="cpu",
-        network={
+def small_nc_step(**changes: Any) -> TrainStep:
+    """A quick CPU training on the NC scene: small chips, a small U-Net, 48 px hold-out blocks."""
+    settings: dict[str, Any] = {
+        "source": "nc-landsat7",
+        "output": "unused",
+        "bands": NC_BANDS,
+        "batch_size": 8,
+        "chip_size": 32,
+        "overlap": 8,
+        "threads": 1,
+        "device": "cpu",
+        "network": {
             "architecture": "Unet",
             "encoder": "resnet18",
             "encoder_depth": 2,
             "decoder_channels": [16, 8],
         },
-        validation={"block_size": 48, "fraction": 0.2, "buffer": 4},
-    )
+        "validation": {"block_size": 48, "fraction": 0.2, "buffer": 4},
+    }
+    return TrainStep(**(settings | changes))
+
+
+@needs_data()
+def test_training_is_reproducible_and_writes_a_checked_bundle(tmp_path: Path) -> None:
+    step = small_nc_step(epochs=2, chips_per_epoch=32)
     catalog = Catalog.load(REPO / "data_catalog.yaml")
     first = train(step, catalog, tmp_path / "a.geoseg", show_progress=False)
     second = train(step, catalog, tmp_path / "b.geoseg", show_progress=False)
@@ -105,22 +110,8 @@ def test_training_is_reproducible_and_writes_a_checked_bundle(tmp_path: Path) ->
 
 @needs_data()
 def test_validate_every_keep_last_and_dice_loss_record_what_they_say(tmp_path: Path) -> None:
-    step = TrainStep(
-        source="nc-landsat7",
-        output="unused",
-        bands=NC_BANDS,
-        epochs=3,
-        chips_per_epoch=8,
-        batch_size=8,
-        chip_size=32,
-        overlap=8,
-        threads=1,
-        device="cpu",
-        validate_every=2,
-        keep="last",
-        loss="cross_entropy+dice",
-        network={"encoder": "resnet18", "encoder_depth": 2, "decoder_channels": [16, 8]},
-        validation={"block_size": 48, "fraction": 0.2, "buffer": 4},
+    step = small_nc_step(
+        epochs=3, chips_per_epoch=8, validate_every=2, keep="last", loss="cross_entropy+dice"
     )
     catalog = Catalog.load(REPO / "data_catalog.yaml")
     result = train(step, catalog, tmp_path / "m.geoseg", show_progress=False)
