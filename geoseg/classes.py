@@ -31,6 +31,11 @@ COMMON_CLASSES: dict[int, CommonClass] = {
 NODATA_CODE = 0
 
 
+def common_names() -> dict[int, str]:
+    """``{code: name}`` of the common classes."""
+    return {code: c.name for code, c in COMMON_CLASSES.items()}
+
+
 def class_info(code: int) -> CommonClass:
     """The common class ``code`` (codes outside the table get a generated grey)."""
     found = COMMON_CLASSES.get(code)

@@ -1,11 +1,14 @@
 """Loading of geoseg's YAML files (catalog, workflow) into closed, typed pydantic models.
 
 Both files share one policy: unknown keys are errors naming the key path and the file, every
-validation error says what is allowed, and nothing here opens any data.
+validation error says what is allowed, and nothing here opens any data. Paths in both files are
+expanded the same way (:func:`expand_path`).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
@@ -15,6 +18,40 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from geoseg.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+#: The environment variable naming the shared data folder.
+DATA_ENV = "GEOSEG_DATA"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def default_data_dir(base: Path) -> Path:
+    """The shared data folder: ``$GEOSEG_DATA``, else ``../shared/data`` beside ``base``."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser().resolve() if env else (base.parent / "shared" / "data").resolve()
+
+
+def expand_path(
+    text: str,
+    base: Path,
+    data_dir: Path | None = None,
+    error: type[ConfigError] = ConfigError,
+) -> Path:
+    """Expand ``${VAR}`` (or ``$VAR``) and ``~``, and resolve relative to the folder ``base``.
+
+    ``${GEOSEG_DATA}`` has a default, ``data_dir`` (else :func:`default_data_dir` of ``base``);
+    any other variable must be set, or ``error`` names it.
+    """
+
+    def substitute(match: re.Match[str]) -> str:
+        var = match.group(1) or match.group(2)
+        if var == DATA_ENV:
+            return str(data_dir or default_data_dir(base))
+        if var not in os.environ:
+            raise error(f"path '{text}' uses ${{{var}}} but the variable is not set")
+        return os.environ[var]
+
+    path = Path(_VAR.sub(substitute, text)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
 
 
 class ClosedModel(BaseModel):
@@ -75,12 +112,16 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 def format_validation_error(
-    exc: ValidationError, model: type[BaseModel], path: Path, what: str
+    exc: ValidationError, model: type[BaseModel], path: Path, what: str, at: str = ""
 ) -> str:
-    """Turn a pydantic error into lines naming the key path, the file and what is allowed."""
+    """Turn a pydantic error into lines naming the key path, the file and what is allowed.
+
+    ``at`` is where ``model`` sits in the file (``steps.0.predict``), prefixed to key paths.
+    """
     lines = [f"{what} {path} is invalid:"]
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        key = ".".join(p for p in (at, ".".join(str(part) for part in err["loc"])) if p)
+        key = key or "(top level)"
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(_allowed_keys(model, tuple(err["loc"])))
             lines.append(f"  - unknown key '{key}'; allowed here: {allowed}")
@@ -89,9 +130,12 @@ def format_validation_error(
     return "\n".join(lines)
 
 
-def parse_model(model: type[ModelT], data: dict[str, Any], path: Path, what: str) -> ModelT:
-    """Validate ``data`` against ``model``, raising :class:`ConfigError` with readable lines."""
+def parse_model(model: type[ModelT], data: Any, path: Path, what: str, at: str = "") -> ModelT:
+    """Validate ``data`` against ``model``, raising :class:`ConfigError` with readable lines.
+
+    ``at`` is the key path of ``data`` inside the file, for the messages.
+    """
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, model, path, what)) from exc
+        raise ConfigError(format_validation_error(exc, model, path, what, at)) from exc

@@ -1,8 +1,9 @@
 """Small frozen value types shared by every stage: pixel windows and raster grids.
 
 Windows are integer pixel windows on a grid, never fractional. Grids pair a shape with an affine
-transform and a CRS. Both validate on construction, in the manner of ``rasterio.windows.Window``
-and odc-geo's ``GeoBox``.
+transform and a CRS, or explicitly no CRS: a grid in image pixel coordinates (field photos).
+Both validate on construction, in the manner of ``rasterio.windows.Window`` and odc-geo's
+``GeoBox``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 import rasterio.windows
 from affine import Affine
 from rasterio.crs import CRS
+
+from geoseg.errors import GeoreferenceError
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,22 +79,69 @@ class Window:
         return f"rows {self.row}:{self.row_end}, cols {self.col}:{self.col_end}"
 
 
+#: How outputs on a grid without a CRS describe their coordinates.
+PIXEL_NOTE = "image pixel coordinates (x = column, y = row, origin top-left); NOT georeferenced"
+
+
 @dataclass(frozen=True, slots=True)
 class Grid:
-    """A raster grid: shape, affine transform (pixel corner convention) and CRS."""
+    """A raster grid: shape, affine transform (pixel corner convention) and CRS.
+
+    ``crs=None`` is a grid in image pixel coordinates, never mistaken for a georeferenced one:
+    its units are pixels (``crs_units == "pixel"``), and outputs on it carry no CRS and say so.
+    Build one with :meth:`Grid.pixels` (identity transform: x = column, y = row).
+    """
 
     height: int
     width: int
     transform: Affine
-    crs: CRS
+    crs: CRS | None
 
     def __post_init__(self) -> None:
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"Grid sizes must be positive, got {self.height}x{self.width}")
-        if not isinstance(self.crs, CRS):
+        if self.crs is not None and not isinstance(self.crs, CRS):
             object.__setattr__(self, "crs", CRS.from_user_input(self.crs))
         if not isinstance(self.transform, Affine):
             raise TypeError(f"Grid.transform must be an affine.Affine, got {self.transform!r}")
+
+    @classmethod
+    def pixels(cls, height: int, width: int) -> Grid:
+        """A grid in image pixel coordinates: identity transform, no CRS."""
+        return cls(height, width, Affine.identity(), None)
+
+    @property
+    def is_georeferenced(self) -> bool:
+        """False for a grid in pixel coordinates (no CRS)."""
+        return self.crs is not None
+
+    @property
+    def is_geographic(self) -> bool:
+        """True when the CRS is geographic (degrees)."""
+        return self.crs is not None and bool(self.crs.is_geographic)
+
+    def require_crs(self, what: str) -> CRS:
+        """The CRS, or a :class:`GeoreferenceError` saying ``what`` needs one."""
+        if self.crs is None:
+            raise GeoreferenceError(
+                f"{what} needs a georeferenced grid; this one is in {PIXEL_NOTE}. Assert a CRS, "
+                "pixel size and origin for the images in the catalog"
+            )
+        return self.crs
+
+    @property
+    def crs_wkt(self) -> str | None:
+        """The CRS as WKT, ``None`` in pixel coordinates."""
+        return self.crs.to_wkt() if self.crs is not None else None
+
+    @property
+    def crs_name(self) -> str:
+        """A short name of the CRS (``EPSG:32119``, the projection name, or ``none``)."""
+        if self.crs is None:
+            return "none (pixel coordinates)"
+        return (
+            self.crs.to_string() if self.crs.to_epsg() else self.crs.to_dict().get("proj", "custom")
+        )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -130,6 +180,8 @@ class Grid:
         size = max(self.pixel_size)
         if not self.transform.almost_equals(other.transform, precision=tolerance * size):
             return False
+        if self.crs is None or other.crs is None:
+            return self.crs is None and other.crs is None
         # rasterio compares with GDAL's OSRIsSame: NC's unnamed LCC with a null TOWGS84 and
         # EPSG:3358 are the same CRS written differently.
         return bool(self.crs == other.crs)
@@ -137,21 +189,22 @@ class Grid:
     def describe(self) -> str:
         """One line: size, pixel size and CRS name."""
         px, py = self.pixel_size
-        name = (
-            self.crs.to_string() if self.crs.to_epsg() else self.crs.to_dict().get("proj", "custom")
+        return (
+            f"{self.width}x{self.height} px at {px:g}x{py:g} {self.crs_units}, CRS {self.crs_name}"
         )
-        return f"{self.width}x{self.height} px at {px:g}x{py:g} {self.crs_units}, CRS {name}"
 
     @property
     def crs_units(self) -> str:
-        """The CRS's linear unit name, or 'degree' for geographic CRSs."""
+        """The CRS's linear unit name, 'degree' for geographic CRSs, 'pixel' without a CRS."""
+        if self.crs is None:
+            return "pixel"
         if self.crs.is_geographic:
             return "degree"
         return str(self.crs.linear_units)
 
     @property
     def metres_per_unit(self) -> float | None:
-        """Metres in one CRS linear unit; ``None`` for geographic CRSs."""
-        if self.crs.is_geographic:
+        """Metres in one CRS linear unit; ``None`` for geographic CRSs and pixel coordinates."""
+        if self.crs is None or self.crs.is_geographic:
             return None
         return float(self.crs.linear_units_factor[1])

@@ -15,7 +15,7 @@ import rasterio
 from affine import Affine
 from numpy.typing import NDArray
 
-from geoseg.catalog import DATA_ENV, default_data_dir
+from geoseg.config import DATA_ENV, default_data_dir
 
 UTM_TRANSFORM = Affine(10, 0, 500000, 0, -10, 5800000)
 REPO = Path(__file__).resolve().parents[1]

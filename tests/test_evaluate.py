@@ -91,8 +91,10 @@ def test_streamed_counts_equal_whole_scene_counts(
         None,
         tmp_path / f"parts-{chunk}",
     )
-    matrix, boundary = evaluate(job, SERIAL)
+    counts = evaluate(job, SERIAL)
+    matrix, boundary = counts.matrix, counts.boundary
     result = summarise(matrix, boundary, [1, 2, 3, 4, 7], [3], 2)
+    assert counts.scores([1, 2, 3, 4, 7], [3], 2).miou == result.miou
 
     evaluated = (reference > 0) & (reference != 3) & (prediction > 0)
     expected_matrix = confusion_matrix(reference[evaluated], prediction[evaluated], [1, 2, 4, 7])

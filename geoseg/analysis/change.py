@@ -9,10 +9,12 @@ code packs the transition as ``before * 16 + after``, so transitions between cla
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -23,12 +25,13 @@ from geoseg.export.raster import write_part
 from geoseg.io.raster import read_window
 from geoseg.tiling.grid import Chunk, ChunkPlan
 from geoseg.types import Grid
+from geoseg.vector.vectorise import empty_features
 
 MAX_CODE = 15
 
 
-def change_code(before: int, after: int) -> int:
-    """The one-byte code of a transition."""
+def change_code(before: Any, after: Any) -> Any:
+    """The one-byte code of a transition (of class codes, or of arrays of them)."""
     return before * 16 + after
 
 
@@ -66,7 +69,7 @@ def change_chunk(job: ChangeJob, chunk: Chunk) -> NDArray[np.int64]:
         raise ConfigError(
             f"change polygons support class codes 1..{MAX_CODE}; chunk {chunk.key} has higher codes"
         )
-    codes = np.where(changed, before * 16 + after, 0).astype(np.uint8)
+    codes = np.where(changed, change_code(before, after), 0).astype(np.uint8)
     write_part(job.part(chunk), codes, job.grid, chunk.core, 0)
     return counts.reshape(256, 256).astype(np.int64)
 
@@ -106,3 +109,37 @@ def change_names(names: Mapping[int, str]) -> dict[int, str]:
         for a in range(1, MAX_CODE + 1)
         if b != a
     }
+
+
+def mapped_transitions(
+    counts: NDArray[np.int64], to_classes: Iterable[int]
+) -> list[tuple[int, int, int]]:
+    """``(before, after, pixels)`` of every change the change map shows.
+
+    Those are all changes between two different classes, or only those into ``to_classes``
+    when it lists any, ordered by change code.
+    """
+    into = set(to_classes)
+    found = []
+    for key in np.flatnonzero(counts):
+        before, after = divmod(int(key), 256)
+        if before != after and (not into or after in into):
+            found.append((before, after, int(counts.flat[key])))
+    return sorted(found, key=lambda t: change_code(t[0], t[1]))
+
+
+def change_features(frames: Iterable[gpd.GeoDataFrame]) -> Iterator[gpd.GeoDataFrame]:
+    """Vectorised change regions with ``from_class`` and ``to_class`` (no confidence)."""
+    for frame in frames:
+        pairs = [transition(int(c)) for c in frame.class_id]
+        frame.insert(2, "from_class", [p[0] for p in pairs])
+        frame.insert(3, "to_class", [p[1] for p in pairs])
+        yield frame.drop(columns=["mean_confidence"])
+
+
+def empty_change_features(grid: Grid) -> gpd.GeoDataFrame:
+    """The change layer's schema, without features (an empty result is still a valid layer)."""
+    empty = empty_features(grid).drop(columns=["mean_confidence"])
+    empty.insert(2, "from_class", pd.Series(dtype="int64"))
+    empty.insert(3, "to_class", pd.Series(dtype="int64"))
+    return empty

@@ -78,3 +78,27 @@ def counts(plants: gpd.GeoDataFrame, unit: str) -> pd.DataFrame:
     return grouped.agg(
         instances=("instance_id", "count"), **{f"area_{unit}2": (f"area_{unit}2", "sum")}
     ).reset_index()
+
+
+def instances_per_zone(
+    plants: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, names: Sequence[str]
+) -> pd.DataFrame:
+    """Instances of each class name in ``names`` per zone: columns ``plants_<name>``.
+
+    An instance counts in the first zone (in ``zones`` order) that holds its representative
+    point (a point inside it), so a plant on the edge of two fields counts once.
+    """
+    anchors = plants.geometry.representative_point()
+    owner = np.full(len(plants), -1)
+    for k, geometry in enumerate(zones.geometry):
+        owner[(owner < 0) & anchors.intersects(geometry).to_numpy()] = k
+    held = np.asarray(plants.class_name)
+    return pd.DataFrame(
+        {
+            f"plants_{name}": [
+                int(((owner == k) & (held == name)).sum()) for k in range(len(zones))
+            ]
+            for name in names
+        },
+        index=zones.index,
+    )

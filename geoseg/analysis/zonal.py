@@ -1,9 +1,11 @@
-"""Zonal statistics: area and share of each class inside district / parcel polygons.
+"""Zonal statistics: area and share of each class inside district / parcel / field polygons.
 
 Streamed over the class map chunk by chunk: each chunk rasterises only the zones whose bounding
-box meets it (pixel centres) and counts (zone, class) pairs; the client sums the counts. Areas
-are pixel counts times the pixel area in square metres. Zones are assumed not to overlap; where
-they do, the later feature wins the shared pixels.
+box meets it (pixel centres) and counts (zone, class) pairs; the client sums the counts. A class
+map that is already in memory (a field photo) is counted by the same :func:`count_in_zones`.
+Areas are pixel counts times the pixel area in square metres (px² on a grid in pixel
+coordinates). Zones are assumed not to overlap; where they do, the later feature wins the shared
+pixels.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import pandas as pd
 import pyogrio
 import rasterio.features
 import shapely
+from affine import Affine
 from numpy.typing import NDArray
 
-from geoseg.errors import CatalogError, GridMismatchError
+from geoseg.errors import CatalogError, ConfigError, GridMismatchError
 from geoseg.executor import Executor
 from geoseg.io.raster import read_window
 from geoseg.tiling.grid import Chunk, ChunkPlan
@@ -50,13 +53,55 @@ def zone_layer(path: Path, layer: str | None, grid: Grid) -> gpd.GeoDataFrame:
     if rasterio.crs.CRS.from_wkt(frame.crs.to_wkt()) != grid.crs:
         raise GridMismatchError(
             f"zone layer {path} is in {frame.crs.to_string()}, the class map in "
-            f"{grid.crs.to_string()}; reproject the zones (ogr2ogr -t_srs)"
+            f"{grid.crs_name}; reproject the zones (ogr2ogr -t_srs)"
         )
     return frame
 
 
-def zonal_chunk(job: ZonalJob, chunk: Chunk) -> dict[tuple[int, int], int]:
-    """``{(zone index, class code): pixels}`` inside one chunk."""
+def field_layer(path: Path, field_id: str) -> gpd.GeoDataFrame:
+    """Field polygons in the class maps' coordinates, each named by its ``field_id`` column."""
+    if not path.exists():
+        raise ConfigError(
+            f"fields layer {path} does not exist: fix 'fields' in the predict_images step"
+        )
+    frame = gpd.read_file(path)
+    if field_id not in frame.columns:
+        raise ConfigError(
+            f"fields layer {path} has no '{field_id}' column (it has "
+            f"{', '.join(map(str, frame.columns))}): set 'field_id' in the predict_images step"
+        )
+    return frame
+
+
+ZoneCounts = dict[tuple[int, int], int]
+
+
+def count_in_zones(
+    classes: NDArray[np.integer], transform: Affine, zones: gpd.GeoDataFrame
+) -> ZoneCounts:
+    """``{(zone index label, class code): pixels}`` of a class map under ``zones``.
+
+    ``transform`` places the array; zones are rasterised on pixel centres, and the zone index
+    labels (feature ids, integers >= 0) identify them in the result.
+    """
+    shapes = [
+        (g, int(i) + 1)
+        for i, g in zip(zones.index, zones.geometry.values, strict=True)
+        if g is not None and not shapely.is_empty(g)
+    ]
+    if not shapes:
+        return {}
+    ids = rasterio.features.rasterize(
+        shapes, out_shape=classes.shape, transform=transform, fill=0, dtype="int64"
+    )
+    inside = ids > 0
+    values = ids[inside] * 256 + classes[inside].astype(np.int64)
+    keys, counts = np.unique(values, return_counts=True)
+    return {(int(k) // 256 - 1, int(k) % 256): int(n) for k, n in zip(keys, counts, strict=True)}
+
+
+def zonal_chunk(job: ZonalJob, chunk: Chunk) -> ZoneCounts:
+    """``{(zone fid, class code): pixels}`` inside one chunk."""
     transform = job.grid.window_transform(chunk.core)
     corners = [transform @ (c, r) for c in (0, chunk.core.width) for r in (0, chunk.core.height)]
     xs, ys = [p[0] for p in corners], [p[1] for p in corners]
@@ -69,25 +114,12 @@ def zonal_chunk(job: ZonalJob, chunk: Chunk) -> dict[tuple[int, int], int]:
     )
     if zones.empty:
         return {}
-    shapes = [
-        (g, int(i) + 1)
-        for i, g in zip(zones.index, zones.geometry.values, strict=True)
-        if g is not None and not shapely.is_empty(g)
-    ]
-    if not shapes:
-        return {}
-    ids = rasterio.features.rasterize(
-        shapes, out_shape=chunk.core.shape, transform=transform, fill=0, dtype="int64"
-    )
-    classes = read_window(job.classes, chunk.core).astype(np.int64)
-    inside = ids > 0
-    keys, counts = np.unique(ids[inside] * 256 + classes[inside], return_counts=True)
-    return {(int(k) // 256 - 1, int(k) % 256): int(n) for k, n in zip(keys, counts, strict=True)}
+    return count_in_zones(read_window(job.classes, chunk.core), transform, zones)
 
 
-def zonal_counts(job: ZonalJob, ex: Executor) -> dict[tuple[int, int], int]:
+def zonal_counts(job: ZonalJob, ex: Executor) -> ZoneCounts:
     """Pixel counts per (zone fid, class) over the whole class map."""
-    total: dict[tuple[int, int], int] = {}
+    total: ZoneCounts = {}
     for part in ex.imap(
         functools.partial(zonal_chunk, job),
         job.plan.chunks(),
@@ -113,9 +145,10 @@ def zonal_table(
     """The zones with added area and share columns.
 
     ``area_<class>_m2`` and ``share_<class>`` per class, ``mapped_m2`` (pixels with a class) and
-    ``nodata_m2`` (pixels without).
+    ``nodata_m2`` (pixels without); ``_px2`` instead of ``_m2`` on a grid in pixel coordinates.
     """
     pixel = pixel_area_m2(grid)
+    unit = "m2" if grid.is_georeferenced else "px2"
     out = zones.copy()
     index = {fid: row for row, fid in enumerate(zones.index)}
     codes = sorted(class_names)
@@ -126,13 +159,13 @@ def zonal_table(
             areas[index[fid], column.get(code, len(codes)) if code else len(codes)] += n * pixel
     mapped = areas[:, : len(codes)].sum(axis=1)
     for code, k in column.items():
-        out[f"area_{column_name(class_names[code])}_m2"] = areas[:, k]
+        out[f"area_{column_name(class_names[code])}_{unit}"] = areas[:, k]
     for code, k in column.items():
         out[f"share_{column_name(class_names[code])}"] = np.divide(
             areas[:, k], mapped, out=np.zeros(len(zones)), where=mapped > 0
         )
-    out["mapped_m2"] = mapped
-    out["nodata_m2"] = areas[:, len(codes)]
+    out[f"mapped_{unit}"] = mapped
+    out[f"nodata_{unit}"] = areas[:, len(codes)]
     return out
 
 

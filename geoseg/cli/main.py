@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from rasterio.errors import NotGeoreferencedWarning
@@ -25,6 +25,9 @@ from rich.logging import RichHandler
 
 from geoseg.errors import ConfigError, GeoSegError
 from geoseg.executor import ExecutorKind
+
+if TYPE_CHECKING:
+    from geoseg.workflow.run import StepReport
 
 app = typer.Typer(
     name="geoseg",
@@ -122,13 +125,22 @@ def run(
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running dask.distributed scheduler.")
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a key of the workflow file: KEY.PATH=VALUE (e.g. "
+            "steps.0.train.epochs=2); repeatable.",
+        ),
+    ] = None,
 ) -> None:
-    """Run a workflow: its train and predict steps, in order."""
+    """Run a workflow: its steps, in order."""
     from geoseg.workflow.plan import plan_workflow
-    from geoseg.workflow.run import run_workflow
+    from geoseg.workflow.run import run_plan
 
     def action() -> Any:
-        spec = plan_workflow(workflow).executor
+        plan = plan_workflow(workflow, _overrides(set_))
+        spec = plan.executor
         if executor is not None:
             if executor not in ("threads", "processes", "distributed"):
                 raise ConfigError(f"--executor {executor!r}: use threads, processes or distributed")
@@ -137,48 +149,50 @@ def run(
             spec = replace(spec, kind="distributed", address=scheduler)
         if workers is not None:
             spec = replace(spec, workers=workers)
-        return run_workflow(workflow, overwrite, _progress(), resume, spec)
+        return run_plan(plan, overwrite, _progress(), resume, spec)
 
     for report in _guarded(action):
-        state = "up to date, nothing to do" if report.up_to_date else "done"
-        out.print(f"step {report.index} ({report.kind}) {state}:", highlight=False)
-        for path in report.outputs:
-            out.print(f"  {path}", highlight=False)
-        for key, value in report.figures.items():
-            if key == "validation":
-                out.print(f"  validation mIoU: {value.get('miou')}", highlight=False)
-            else:
-                out.print(f"  {key}: {value}", highlight=False)
+        _print_report(report)
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, str]:
+    """``--set KEY=VALUE`` options as a mapping (a pair without ``=`` is a usage error)."""
+    found = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: write KEY.PATH=VALUE (e.g. steps.0.train.epochs=2)")
+        found[key.strip()] = value
+    return found
+
+
+def _print_report(report: StepReport) -> None:
+    """A step's outputs and figures, as ``geoseg run`` prints them."""
+    state = "up to date, nothing to do" if report.up_to_date else "done"
+    out.print(f"step {report.index} ({report.kind}) {state}:", highlight=False)
+    for path in report.outputs:
+        out.print(f"  {path}", highlight=False)
+    for line in report.figures.lines() if report.figures is not None else []:
+        out.print(f"  {line}", highlight=False)
 
 
 @app.command()
-def validate(workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")]) -> None:
+def validate(
+    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key: KEY.PATH=VALUE.")
+    ] = None,
+) -> None:
     """Check a workflow (schema, catalog names, models, outputs) without touching data."""
     from geoseg.workflow.plan import plan_workflow
 
-    plan = _guarded(lambda: plan_workflow(workflow))
+    plan = _guarded(lambda: plan_workflow(workflow, _overrides(set_)))
     out.print(f"{plan.path}: valid, {len(plan.steps)} step(s)", highlight=False)
     for step in plan.steps:
-        out.print(f"  {step.index}: {_describe(step)}", highlight=False)
+        out.print(f"  {step.index}: {step.describe()}", highlight=False)
         for path in step.outputs():
             flag = " (exists: needs --overwrite)" if path.exists() else ""
             out.print(f"     -> {path}{flag}", highlight=False)
-
-
-def _describe(step: Any) -> str:
-    """``KIND INPUTS`` of a planned step, for ``geoseg validate``."""
-    from geoseg.workflow.schema import STEP_KINDS
-
-    config = step.step
-    kind = next(
-        k for k in STEP_KINDS if type(config).__name__.lower() == k.replace("_", "") + "step"
-    )
-    source = getattr(step, "source", None)
-    if source is not None:
-        return f"{kind} source={source.name}"
-    if getattr(config, "image_set", None):
-        return f"{kind} image_set={config.image_set}"
-    return f"{kind} " + " ".join(str(p) for p in getattr(step, "inputs", ()))
 
 
 @catalog_app.command("list")
@@ -218,23 +232,24 @@ def evaluate_command(
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
 ) -> None:
     """Compare a class map with reference labels: IoU, mIoU, boundary F, plots, error map."""
-    from geoseg.workflow.run import evaluate_once
+    import geoseg.api
 
-    def action() -> Any:
-        options = {
-            "prediction": str(prediction.resolve()),
-            "source": source,
-            "labels": labels,
-            "output": str(output.resolve()),
-            "tolerance": tolerance,
-            "ignore": [int(c) for c in ignore.split(",")] if ignore else [],
-            "within": str(within.resolve()) if within else None,
-        }
-        return evaluate_once(catalog, options, overwrite, _progress())
+    def action() -> StepReport:
+        codes = [int(c) for c in ignore.split(",")] if ignore else []
+        return geoseg.api.evaluate(
+            prediction.resolve(),
+            source,
+            output.resolve(),
+            catalog=catalog,
+            overwrite=overwrite,
+            show_progress=_progress(),
+            labels=labels,
+            tolerance=tolerance,
+            ignore=codes,
+            within=str(within.resolve()) if within else None,
+        )
 
-    figures = _guarded(action)
-    for key, value in figures.items():
-        out.print(f"{key}: {value}", highlight=False)
+    _print_report(_guarded(action))
 
 
 @app.command()
@@ -262,29 +277,23 @@ def train_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
 ) -> None:
     """Train a network from a labelled catalog source and write a model bundle."""
-    from geoseg.catalog import Catalog
-    from geoseg.config import parse_model
-    from geoseg.train.loop import train
-    from geoseg.workflow.schema import TrainStep
+    import geoseg.api
 
-    def action() -> Any:
-        options = {
-            "source": source,
-            "labels": labels,
-            "output": str(output),
-            "epochs": epochs,
-            "seed": seed,
-            "device": device,
-            "bands": bands.split(",") if bands else None,
-        }
-        step = parse_model(TrainStep, options, Path("geoseg train"), "command-line options")
-        return train(step, Catalog.load(catalog), output.resolve(), overwrite, _progress())
+    def action() -> StepReport:
+        return geoseg.api.train(
+            output.resolve(),
+            catalog=catalog,
+            overwrite=overwrite,
+            show_progress=_progress(),
+            source=source,
+            labels=labels,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            bands=bands.split(",") if bands else None,
+        )
 
-    result = _guarded(action)
-    out.print(
-        f"wrote {result.bundle}; validation mIoU {result.meta.metrics['validation']['miou']}",
-        highlight=False,
-    )
+    _print_report(_guarded(action))
 
 
 if __name__ == "__main__":

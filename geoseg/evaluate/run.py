@@ -4,7 +4,8 @@ Each chunk task reads the prediction and the reference (raster, or polygons rast
 fly) over its core plus a halo of ``tolerance + 1`` px, and returns a 256 x 256 confusion matrix
 of its core and per-class boundary counts; it also writes error-map and reference parts. Only
 labelled, non-ignored reference pixels (and, with ``within``, pixels inside that mask) count.
-Memory is one chunk, whatever the scene size.
+Memory is one chunk, whatever the scene size. :func:`compare` is the per-window comparison, used
+as well for whole photos of an image set.
 """
 
 from __future__ import annotations
@@ -51,31 +52,55 @@ class EvaluateJob:
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkEvaluation:
-    """One chunk's counts.
+class Counts:
+    """Counts of one comparison (a chunk, a photo), summed over many with ``+``.
 
-    ``matrix`` is 256 x 256 confusion counts (reference row, prediction column); ``boundary`` is
-    per-code boundary counts (256 x 4).
+    ``matrix`` is 256 x 256 confusion counts (reference row, prediction column; column 0:
+    labelled pixels without a prediction); ``boundary`` is per-code boundary counts (256 x 4).
     """
 
     matrix: NDArray[np.int64]
     boundary: NDArray[np.int64]
 
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.matrix + other.matrix, self.boundary + other.boundary)
 
-def evaluate_chunk(job: EvaluateJob, chunk: Chunk) -> ChunkEvaluation:
-    """Confusion and boundary counts of one chunk's core; writes its error and reference parts."""
-    h = job.tolerance + 1
-    core = chunk.core
-    halo = Window(core.row - h, core.col - h, core.height + 2 * h, core.width + 2 * h)
-    reference = job.labels.read(halo).astype(np.int64)
-    prediction = read_window(job.prediction, halo, 0).astype(np.int64)
-    labelled = (reference > 0) & ~np.isin(reference, job.ignore)
-    if job.within is not None:
-        labelled &= read_window(job.within, halo, 0) > 0
-    # Pixels without a prediction (nodata in the imagery) never count in the metrics (GUIDE §4);
-    # they are counted apart and shown as "missed" in the error map.
+    @classmethod
+    def zero(cls) -> Counts:
+        """No pixels counted."""
+        return cls(np.zeros((256, 256), dtype=np.int64), np.zeros((256, 4), dtype=np.int64))
+
+    def scores(
+        self, classes: Sequence[int] | None, ignore: Sequence[int], tolerance: int
+    ) -> Scores:
+        """The scores of these counts (:func:`summarise`)."""
+        return summarise(self.matrix, self.boundary, classes, ignore, tolerance)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A window's counts, its error map and the reference as evaluated (core only, uint8)."""
+
+    counts: Counts
+    errors: NDArray[np.uint8]
+    reference: NDArray[np.uint8]
+
+
+def compare(
+    reference: NDArray[np.int64],
+    prediction: NDArray[np.int64],
+    labelled: NDArray[np.bool_],
+    inner: tuple[slice, slice],
+    tolerance: int,
+) -> Comparison:
+    """Compare a prediction with reference codes over a window with a halo.
+
+    ``labelled`` marks the reference pixels that count; ``inner`` selects the core inside the
+    halo (boundary matches may reach ``tolerance`` px into the halo). Labelled pixels without a
+    prediction (imagery nodata) never count in the metrics (GUIDE §4): they are counted apart
+    (column 0) and shown as "missed" in the error map.
+    """
     evaluated = labelled & (prediction > 0)
-    inner = core.relative_to(halo).slices
     ref, pred, ok = reference[inner], prediction[inner], evaluated[inner]
     missed = labelled[inner] & (pred == 0)
     matrix = (
@@ -87,38 +112,43 @@ def evaluate_chunk(job: EvaluateJob, chunk: Chunk) -> ChunkEvaluation:
     codes = [int(c) for c in np.union1d(np.unique(ref[ok]), np.unique(pred[ok])) if c > 0]
     boundary = np.zeros((256, 4), dtype=np.int64)
     if codes:
-        boundary[codes] = boundary_counts(
-            reference, prediction, evaluated, inner, codes, job.tolerance
-        )
-    errors = np.full(core.shape, NODATA, dtype=np.uint8)
+        boundary[codes] = boundary_counts(reference, prediction, evaluated, inner, codes, tolerance)
+    errors = np.full(ref.shape, NODATA, dtype=np.uint8)
     errors[ok & (pred == ref)] = CORRECT
     errors[ok & (pred != ref)] = WRONG_CLASS
     errors[missed] = MISSED
-    write_part(job.part("errors", chunk), errors, job.grid, core, NODATA)
-    write_part(
-        job.part("reference", chunk),
-        np.where(labelled[inner], ref, 0).astype(np.uint8),
-        job.grid,
-        core,
-        0,
-    )
-    return ChunkEvaluation(matrix, boundary)
+    evaluated_reference = np.where(labelled[inner], ref, 0).astype(np.uint8)
+    return Comparison(Counts(matrix, boundary), errors, evaluated_reference)
 
 
-def evaluate(job: EvaluateJob, ex: Executor) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Summed 256 x 256 confusion counts and 256 x 4 boundary counts over every chunk."""
+def evaluate_chunk(job: EvaluateJob, chunk: Chunk) -> Counts:
+    """Confusion and boundary counts of one chunk's core; writes its error and reference parts."""
+    h = job.tolerance + 1
+    core = chunk.core
+    halo = Window(core.row - h, core.col - h, core.height + 2 * h, core.width + 2 * h)
+    reference = job.labels.read(halo).astype(np.int64)
+    prediction = read_window(job.prediction, halo, 0).astype(np.int64)
+    labelled = (reference > 0) & ~np.isin(reference, job.ignore)
+    if job.within is not None:
+        labelled &= read_window(job.within, halo, 0) > 0
+    result = compare(reference, prediction, labelled, core.relative_to(halo).slices, job.tolerance)
+    write_part(job.part("errors", chunk), result.errors, job.grid, core, NODATA)
+    write_part(job.part("reference", chunk), result.reference, job.grid, core, 0)
+    return result.counts
+
+
+def evaluate(job: EvaluateJob, ex: Executor) -> Counts:
+    """Confusion and boundary counts summed over every chunk."""
     job.parts_dir.mkdir(parents=True, exist_ok=True)
-    matrix = np.zeros((256, 256), dtype=np.int64)
-    boundary = np.zeros((256, 4), dtype=np.int64)
-    for result in ex.imap(
+    total = Counts.zero()
+    for counts in ex.imap(
         functools.partial(evaluate_chunk, job),
         job.plan.chunks(),
         "evaluate",
         Chunk.describe,
     ):
-        matrix += result.matrix
-        boundary += result.boundary
-    return matrix, boundary
+        total += counts
+    return total
 
 
 def summarise(

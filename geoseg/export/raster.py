@@ -2,7 +2,11 @@
 
 Chunk tasks write small GeoTIFF parts (atomically); :func:`assemble_cog` streams them, window by
 window, into a tiled staging GeoTIFF and converts that with rio-cogeo. Memory stays at one chunk;
-BigTIFF is decided explicitly from the uncompressed size.
+BigTIFF is decided explicitly from the uncompressed size. :func:`write_cog` writes a small
+in-memory array (a field photo's class map) as a COG directly.
+
+Grids in pixel coordinates (no CRS) are written without CRS or geotransform, never with an
+invented one; their ``tags`` say so.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from geoseg.types import Grid, Window
 BIGTIFF_THRESHOLD = 3 * 1024**3
 
 Resampling = Literal["nearest", "average", "mode"]
+
+#: Internal tile size of the COGs geoseg writes (rio-cogeo's deflate profile); chunked readers of
+#: those files align to it.
+COG_BLOCK = 512
 
 #: GDAL's block cache while assembling COGs, in MiB. GDAL's default is 5 % of physical memory
 #: (1.2 GiB on a 24 GiB machine), which would make peak memory depend on the machine and grow
@@ -77,7 +85,8 @@ def mosaic_vrt(
     format is GDAL's documented VRT XML.)
     """
     root = ET.Element("VRTDataset", rasterXSize=str(grid.width), rasterYSize=str(grid.height))
-    ET.SubElement(root, "SRS").text = grid.crs.to_wkt()
+    if grid.crs_wkt is not None:
+        ET.SubElement(root, "SRS").text = grid.crs_wkt
     t = grid.transform
     ET.SubElement(root, "GeoTransform").text = ", ".join(
         repr(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e)
@@ -147,6 +156,40 @@ def assemble_cog(
                 )
         finally:
             vrt.unlink(missing_ok=True)
+
+
+def write_cog(
+    path: Path,
+    array: NDArray[Any],
+    grid: Grid,
+    nodata: float | None,
+    colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
+    tags: Mapping[str, str] | None = None,
+    overview_resampling: Resampling = "mode",
+) -> None:
+    """Write a single-band array that fits in memory as a COG (GDAL's COG driver, atomically)."""
+    if array.shape != grid.shape:
+        raise ValueError(f"array of shape {array.shape} is not on a {grid.shape} grid")
+    profile: dict[str, Any] = {
+        "driver": "COG",  # written from memory on close: a valid COG, with overviews
+        "height": grid.height,
+        "width": grid.width,
+        "count": 1,
+        "dtype": str(array.dtype),
+        "nodata": nodata,
+        "compress": "deflate",
+        "blocksize": 256,
+        "overview_resampling": overview_resampling,
+        "BIGTIFF": bigtiff_flag(grid, str(array.dtype)),
+    }
+    if grid.is_georeferenced:
+        profile.update(crs=grid.crs, transform=grid.transform)
+    with atomic_path(path, overwrite=True) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(array, 1)
+        if colormap:
+            dst.write_colormap(1, dict(colormap))
+        if tags:
+            dst.update_tags(**tags)
 
 
 def validate_cog(path: Path) -> list[str]:

@@ -138,7 +138,8 @@ def footprint_wgs84(grid: Grid) -> shapely.Polygon:
     t = grid.transform
     corners = [t @ (0, 0), t @ (grid.width, 0), t @ (grid.width, grid.height), t @ (0, grid.height)]
     outline = shapely.segmentize(shapely.Polygon(corners), max(grid.pixel_size) * 64)
-    transformer = Transformer.from_crs(grid.crs.to_wkt(), "EPSG:4326", always_xy=True)
+    crs = grid.require_crs("a footprint in EPSG:4326")
+    transformer = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
     return shapely.transform(outline, lambda xy: np.column_stack(transformer.transform(*xy.T)))
 
 
@@ -162,11 +163,11 @@ def write_stac_item(
         datetime=when,
         properties=dict(properties),
     )
-    epsg = grid.crs.to_epsg()
+    epsg = grid.require_crs("a STAC Item").to_epsg()
     item.properties.update(
         {
             "proj:code": f"EPSG:{epsg}" if epsg else None,
-            "proj:wkt2": None if epsg else grid.crs.to_wkt(),
+            "proj:wkt2": None if epsg else grid.crs_wkt,
             "proj:shape": [grid.height, grid.width],
             "proj:transform": list(grid.transform)[:6],
         }

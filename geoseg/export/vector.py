@@ -16,7 +16,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -78,12 +80,53 @@ def members(path: Path) -> list[Path]:
 BATCH = 20_000
 
 
+@contextmanager
+def _no_crs_is_intended() -> Iterator[None]:
+    """Silence the warning about a missing CRS: layers in pixel coordinates have none.
+
+    (``warnings.catch_warnings`` is not thread-safe: writers run on the main thread.)
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+        yield
+
+
+def _write_frame(
+    frame: gpd.GeoDataFrame,
+    path: Path,
+    layer: str,
+    new_file: bool,
+    new_layer: bool,
+    metadata: Mapping[str, str] | None,
+) -> None:
+    """Write one frame into a GeoPackage: a new file, a new layer, or appended to a layer.
+
+    A new layer is ``Polygon``, or ``MultiPolygon`` when the frame holds any (single polygons
+    are then promoted, so the layer has one geometry type). Frames without a CRS (pixel
+    coordinates) are written without one; the layer ``metadata`` says so.
+    """
+    multi = bool((frame.geom_type == "MultiPolygon").any())
+    with _no_crs_is_intended():
+        pyogrio.write_dataframe(
+            frame,
+            path,
+            layer=layer,
+            driver="GPKG",
+            append=not new_file,
+            promote_to_multi=multi,
+            geometry_type=("MultiPolygon" if multi else "Polygon") if new_layer else None,
+            layer_metadata=dict(metadata) if new_layer and metadata else None,
+            dataset_options=GPKG_OPTIONS if new_file else None,
+        )
+
+
 def write_gpkg(
     batches: Iterable[gpd.GeoDataFrame],
     path: Path,
     layer: str,
     empty: gpd.GeoDataFrame,
     overwrite: bool = False,
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
     """Stream ``batches`` into a new GeoPackage layer; returns the feature count.
 
@@ -93,27 +136,20 @@ def write_gpkg(
     count = 0
     with atomic_path(path, overwrite) as tmp:
         for batch in batches:
-            pyogrio.write_dataframe(
-                batch,
-                tmp,
-                layer=layer,
-                driver="GPKG",
-                append=count > 0,
-                promote_to_multi=False,
-                geometry_type="Polygon" if count == 0 else None,
-                dataset_options=GPKG_OPTIONS if count == 0 else None,
-            )
+            _write_frame(batch, tmp, layer, count == 0, count == 0, metadata)
             count += len(batch)
         if count == 0:
-            pyogrio.write_dataframe(
-                empty,
-                tmp,
-                layer=layer,
-                driver="GPKG",
-                geometry_type="Polygon",
-                dataset_options=GPKG_OPTIONS,
-            )
+            _write_frame(empty, tmp, layer, True, True, metadata)
     return count
+
+
+def write_layers(
+    path: Path, layers: Mapping[str, gpd.GeoDataFrame], metadata: Mapping[str, str] | None = None
+) -> None:
+    """Several whole layers into one new GeoPackage (each layer gets ``metadata``)."""
+    with atomic_path(path, overwrite=True) as tmp:
+        for index, (layer, frame) in enumerate(layers.items()):
+            _write_frame(frame, tmp, layer, index == 0, True, metadata)
 
 
 def read_batches(source: Path, layer: str, size: int = BATCH) -> Iterator[gpd.GeoDataFrame]:
@@ -152,15 +188,16 @@ def _stream(source: Path, layer: str, path: Path, driver: str, rename: bool) -> 
             reader = pa.RecordBatchReader.from_batches(
                 renamed, (b.rename_columns(names) for b in reader)
             )
-        pyogrio.write_arrow(
-            reader,
-            path,
-            driver=driver,
-            geometry_name=meta["geometry_name"] or "geometry",
-            geometry_type=meta["geometry_type"],
-            crs=meta["crs"],
-            layer=layer if driver == "FlatGeobuf" else None,
-        )
+        with _no_crs_is_intended():
+            pyogrio.write_arrow(
+                reader,
+                path,
+                driver=driver,
+                geometry_name=meta["geometry_name"] or "geometry",
+                geometry_type=meta["geometry_type"],
+                crs=meta["crs"],
+                layer=layer if driver == "FlatGeobuf" else None,
+            )
 
 
 def convert(source: Path, layer: str, path: Path, fmt: VectorFormat, overwrite: bool) -> None:

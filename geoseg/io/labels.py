@@ -115,7 +115,7 @@ class VectorLabels:
         if crs != grid.crs and not ref.reproject:
             raise GridMismatchError(
                 f"labels '{ref.name}' ({ref.path}) are in {crs.to_string()}, source "
-                f"'{source_name}' is in {grid.crs.to_string()}; add 'reproject: true' to the "
+                f"'{source_name}' is in {grid.crs_name}; add 'reproject: true' to the "
                 "label layer to reproject the polygons explicitly"
             )
         return cls(ref, grid, crs)
@@ -148,7 +148,7 @@ class VectorLabels:
         if frame.empty:
             return out
         if self.crs != self.grid.crs:
-            frame = frame.to_crs(self.grid.crs.to_wkt())
+            frame = frame.to_crs(self.grid.crs_wkt)
         codes = np.array([self._code(v) for v in frame[self.ref.attribute]], dtype=np.int64)
         keep = codes > 0
         geoms = frame.geometry.values[keep]

@@ -89,6 +89,18 @@ def checked_grid(dataset: rasterio.DatasetReader, path: Path, crs: str | None = 
     return Grid(dataset.height, dataset.width, dataset.transform, file_crs)
 
 
+def file_grid(path: Path) -> Grid:
+    """The grid a raster file is on, as written (no CRS when it has none)."""
+    with open_raster(path) as ds:
+        return Grid(ds.height, ds.width, ds.transform, ds.crs)
+
+
+def read_decimated(path: Path, shape: tuple[int, int]) -> NDArray[Any]:
+    """Band 1 of ``path`` read at ``shape`` (nearest neighbour: class codes stay codes)."""
+    with open_raster(path) as ds:
+        return ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
+
+
 def read_window(path: Path, window: Window, fill: float = 0) -> NDArray[Any]:
     """Band 1 of ``path`` over an integer ``window``; parts outside the image become ``fill``."""
     try:

@@ -186,6 +186,13 @@ class RasterSource:
             out[index] = values * np.float32(band.scale) + np.float32(band.offset)
         return out
 
+    def rgb_preview(self, max_size: int = 1200) -> NDArray[np.float32]:
+        """A 3-band picture: red, green, blue where the source has them, else its first bands."""
+        names = list(self.band_names)
+        picked = [n for n in ("red", "green", "blue") if n in names] or names[:3]
+        preview = self.select(picked).preview(max_size)
+        return preview if len(preview) == 3 else np.repeat(preview[:1], 3, axis=0)
+
     def chunk_shape(self, target: int = DEFAULT_CHUNK) -> tuple[int, int]:
         """A chunk shape near ``target`` px whose edges fall on the file's block boundaries."""
         block_h, block_w = self.block_shape
@@ -224,7 +231,7 @@ class RasterSource:
             coords=coords,
             name=self.name,
             attrs={
-                "crs": self.grid.crs.to_wkt(),
+                "crs": self.grid.crs_wkt,
                 "transform": tuple(t)[:6],
                 "units": self.ref.units,
             },

@@ -104,7 +104,7 @@ class InputProfile(ClosedModel):
                 "(band scale/offset in the catalog) or use a matching model"
             )
         px, py = grid.pixel_size
-        if grid.crs.is_geographic or grid.crs_units != self.crs_units:
+        if grid.is_geographic or grid.crs_units != self.crs_units:
             found.append(
                 f"pixel size: expects {self.pixel_size:g} {self.crs_units} pixels, the source's "
                 f"CRS is in {grid.crs_units}; reproject it (gdalwarp -t_srs ... -tr "
@@ -182,6 +182,35 @@ class BundleMeta(ClosedModel):
             if info.code == code:
                 return info.name
         return f"class {code}"
+
+    def tile_grid(self, tile_size: int | None = None, overlap: int | None = None) -> TileGrid:
+        """The tile grid to predict with: the given size/overlap, else the model's; checked.
+
+        Raises ``ValueError`` (the caller names the config key) for a size the network cannot
+        take (not a multiple of its downsampling) or an impossible overlap.
+        """
+        size = tile_size or self.tile_size
+        if size % self.network.divisor:
+            raise ValueError(
+                f"tile_size {size} must be a multiple of {self.network.divisor} for model "
+                f"'{self.name}' ({self.network.encoder}, depth {self.network.encoder_depth})"
+            )
+        return TileGrid(size, self.overlap if overlap is None else overlap)
+
+    @property
+    def trained_image_set(self) -> str | None:
+        """The image set the model was trained on (None for raster sources)."""
+        image_set = self.training.get("config", {}).get("image_set")
+        return str(image_set) if image_set is not None else None
+
+    def held_out_items(self, name: str) -> tuple[str, ...] | None:
+        """Ids of the whole images of training set ``name`` held out from training, as recorded.
+
+        The bundle is the one owner of this fact: recomputing it from a seed and a fraction
+        would silently change when the catalog's id list changes. ``None`` when not recorded.
+        """
+        items = self.training.get("holdout_items", {}).get(name)
+        return tuple(str(i) for i in items) if items is not None else None
 
     def input_profiles(self) -> list[InputProfile]:
         """The input profiles: ``profiles``, or one made of the top-level fields."""

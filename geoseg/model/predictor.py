@@ -14,21 +14,11 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from geoseg.errors import BundleError
+from geoseg.model.device import resolve_device
 from geoseg.model.store import load_network
 
 _CACHE: dict[tuple[str, str], Predictor] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cpu``/``cuda``/``cuda:N`` as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BundleError(f"device '{name}' was asked for but CUDA is not available; use auto/cpu")
-    return device
 
 
 @dataclass

@@ -109,6 +109,12 @@ class ChunkPlan:
     shape: tuple[int, int]
     chunk_shape: tuple[int, int]
 
+    @classmethod
+    def on_blocks(cls, shape: tuple[int, int], target: int, block: int) -> ChunkPlan:
+        """Square chunks of about ``target`` px, a multiple of ``block`` (at least one block)."""
+        edge = max(block, target // block * block)
+        return cls(shape, (min(edge, shape[0]), min(edge, shape[1])))
+
     @property
     def row_chunks(self) -> tuple[int, ...]:
         """Chunk heights."""

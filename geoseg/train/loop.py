@@ -24,18 +24,19 @@ from geoseg.classes import class_info
 from geoseg.errors import TrainingError
 from geoseg.evaluate.metrics import Scores, confusion_matrix, scores
 from geoseg.executor import progress_bar
-from geoseg.export.atomic import atomic_path, check_writable
+from geoseg.export.atomic import atomic_path
 from geoseg.model.bundle import BundleMeta, ClassInfo
+from geoseg.model.device import resolve_device
 from geoseg.model.network import build_network
-from geoseg.model.predictor import Predictor, resolve_device
+from geoseg.model.predictor import Predictor
 from geoseg.model.store import save_bundle
 from geoseg.stitch.predict import InferenceSpec
 from geoseg.stitch.reference import predict_in_memory
 from geoseg.tiling.grid import TileGrid
 from geoseg.train.card import model_card
 from geoseg.train.chips import augment, cut, sample_chip_windows
+from geoseg.train.config import TrainConfig
 from geoseg.train.scene import Scene, load_image_set, load_scene
-from geoseg.workflow.schema import TrainStep
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +116,14 @@ def _chip_counts(
 
 
 def train(
-    step: TrainStep,
-    catalog: Catalog,
-    output: Path,
-    overwrite: bool = False,
-    show_progress: bool = True,
+    step: TrainConfig, catalog: Catalog, output: Path, show_progress: bool = True
 ) -> TrainResult:
-    """Train a network as ``step`` says and write its bundle to ``output``."""
-    check_writable(output, overwrite)
+    """Train a network as ``step`` says and write its bundle to ``output`` (a new folder).
+
+    Checkpoints go to ``OUTPUT.checkpoints`` beside it. Whether an existing bundle may be
+    replaced is the caller's decision (the workflow's step transaction writes into a fresh
+    staging folder).
+    """
     torch.manual_seed(step.seed)
     rng = np.random.default_rng(step.seed)
     if step.threads:
@@ -257,12 +258,12 @@ def train(
         },
         weights_dtype="float16",
     )
-    meta = save_bundle(meta, best_state, output, model_card(meta, step.card), overwrite)
+    meta = save_bundle(meta, best_state, output, model_card(meta, step.card))
     return TrainResult(output, meta, history)
 
 
 def _loss(
-    step: TrainStep, weights: torch.Tensor
+    step: TrainConfig, weights: torch.Tensor
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Cross-entropy (class-weighted), plus smp's multiclass Dice loss when asked for.
 
@@ -279,7 +280,7 @@ def _loss(
 
 
 def _training_summary(
-    step: TrainStep,
+    step: TrainConfig,
     scenes: Sequence[Scene],
     targets: Sequence[NDArray[np.int64]],
     class_codes: list[int],

@@ -1,4 +1,7 @@
-"""Areas and perimeters in metres, whatever the CRS's unit (metres, feet, degrees)."""
+"""Areas and perimeters in metres, whatever the CRS's unit (metres, feet, degrees).
+
+On a grid in pixel coordinates (no CRS) they are in pixels (px², px) instead.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ def measure(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """``(area_m2, perimeter_m)`` of each geometry (holes count in the perimeter)."""
     geoms = np.array(geometries, dtype=object)
-    factor = grid.metres_per_unit
+    factor = 1.0 if grid.crs is None else grid.metres_per_unit
     if factor is not None:
         return shapely.area(geoms) * factor**2, shapely.length(geoms) * factor
-    geod = ProjCRS.from_user_input(grid.crs.to_wkt()).get_geod() or Geod(ellps="WGS84")
+    crs = grid.require_crs("measuring in metres")
+    geod = ProjCRS.from_user_input(crs.to_wkt()).get_geod() or Geod(ellps="WGS84")
     pairs = [geod.geometry_area_perimeter(g) for g in geoms]
     area = np.array([abs(a) for a, _ in pairs], dtype=np.float64)
     perimeter = np.array([p for _, p in pairs], dtype=np.float64)
@@ -30,8 +34,8 @@ def measure(
 
 
 def pixel_area_m2(grid: Grid) -> float:
-    """Area of one pixel in square metres (at the scene centre for geographic CRSs)."""
-    factor = grid.metres_per_unit
+    """Area of one pixel in square metres (at the scene centre for geographic CRSs; px² without)."""
+    factor = 1.0 if grid.crs is None else grid.metres_per_unit
     if factor is not None:
         return grid.pixel_area * factor**2
     centre = grid.transform @ (grid.width / 2, grid.height / 2)

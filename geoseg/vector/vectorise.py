@@ -142,7 +142,7 @@ def features(
             "pixels": np.array([p.pixels for p in pieces], dtype=np.int64),
         }
     )
-    return gpd.GeoDataFrame(frame, geometry=geoms, crs=grid.crs.to_wkt())
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=grid.crs_wkt)
 
 
 def empty_features(grid: Grid) -> gpd.GeoDataFrame:
@@ -157,7 +157,7 @@ def empty_features(grid: Grid) -> gpd.GeoDataFrame:
             )
         }
     )
-    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([], crs=grid.crs.to_wkt()))
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([], crs=grid.crs_wkt))
 
 
 def sieved_window(job: VectoriseJob, table: RegionTable, chunk: Chunk) -> np.ndarray:

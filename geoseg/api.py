@@ -1,0 +1,239 @@
+"""geoseg's Python API, for notebooks and scripts: the workflow steps as functions.
+
+Each function validates its options with the step's own config model and runs a one-step plan
+through the same planner, transaction and executor as ``geoseg run`` (so outputs, manifests,
+``overwrite`` and ``resume`` behave exactly as in a workflow)::
+
+    import geoseg
+
+    model = geoseg.load_model("models/landcover-nc-l7.geoseg")
+    scene = geoseg.open_source("nc-landsat7-sample", catalog="data_catalog.yaml")
+    report = geoseg.predict(scene.name, model, "out/nb", catalog="data_catalog.yaml")
+    print(report.figures)
+
+A source is a catalog name, or a raster file (then ``bands=[...]`` names its bands in order;
+by default the model's band names when the counts match, and ``units`` defaults to ``DN``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from numpy.typing import NDArray
+
+from geoseg.catalog import BandSpec, Catalog, CatalogSpec, SourceSpec
+from geoseg.config import parse_model
+from geoseg.errors import ConfigError
+from geoseg.executor import ExecutorSpec
+from geoseg.io.raster import open_raster
+from geoseg.io.source import RasterSource
+from geoseg.model.bundle import BundleMeta, ClassInfo, load_meta
+from geoseg.stitch.augment import Augment
+from geoseg.stitch.predict import WindowPrediction
+from geoseg.workflow.kinds import KINDS
+from geoseg.workflow.plan import plan_steps
+from geoseg.workflow.run import StepReport, run_plan
+from geoseg.workflow.schema import ExecutorConfig, StepConfig, Workflow
+
+#: The catalog used when none is given: ``data_catalog.yaml`` in the working folder.
+DEFAULT_CATALOG = Path("data_catalog.yaml")
+
+SourceLike = str | Path
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model bundle: its metadata, and in-memory prediction of small arrays."""
+
+    path: Path
+    meta: BundleMeta
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.meta.name
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Input bands, in the order the network expects them."""
+        return self.meta.band_names
+
+    @property
+    def classes(self) -> list[ClassInfo]:
+        """Output classes (code, name, colour)."""
+        return list(self.meta.classes)
+
+    def predict_array(
+        self,
+        image: NDArray[np.float32],
+        device: str = "auto",
+        augment: Augment = "none",
+        batch_size: int = 8,
+    ) -> WindowPrediction:
+        """Class codes and confidence of a ``(band, y, x)`` array in the model's band order.
+
+        The array is in the units of the model's (first) input profile, NaN = nodata; it is
+        tiled, blended and decoded exactly as a scene is (``geoseg.stitch.reference``).
+        """
+        from geoseg.model.predictor import predictor
+        from geoseg.stitch.predict import InferenceSpec
+        from geoseg.stitch.reference import predict_in_memory
+
+        if image.ndim != 3 or image.shape[0] != len(self.band_names):
+            raise ValueError(
+                f"model '{self.name}' takes (band, y, x) arrays with {len(self.band_names)} bands "
+                f"{list(self.band_names)}, got shape {image.shape}"
+            )
+        profile = self.meta.input_profiles()[0]
+        spec = InferenceSpec(
+            self.meta.tile_grid(),
+            batch_size,
+            tuple(b.mean for b in profile.bands),
+            tuple(b.std for b in profile.bands),
+            self.meta.class_codes,
+            augment,
+        )
+        return predict_in_memory(image.astype(np.float32), predictor(self.path, device), spec)
+
+
+def load_model(path: str | Path) -> Model:
+    """Open a model bundle (``NAME.geoseg``); its metadata is checked, weights load on use."""
+    path = Path(path).resolve()
+    return Model(path, load_meta(path))
+
+
+def open_source(
+    source: SourceLike,
+    catalog: str | Path | None = None,
+    bands: Sequence[str] | None = None,
+    units: str = "DN",
+    chunks: tuple[int, int] | None = None,
+) -> xr.DataArray:
+    """A source as a lazy ``(band, y, x)`` xarray/Dask array in its units, NaN = nodata."""
+    resolved, name = _catalog_for(source, catalog, bands, units, None)
+    return RasterSource.open(resolved.source(name)).to_xarray(chunks)
+
+
+def predict(
+    source: SourceLike,
+    model: str | Path | Model,
+    output: str | Path,
+    catalog: str | Path | None = None,
+    bands: Sequence[str] | None = None,
+    units: str = "DN",
+    overwrite: bool = False,
+    resume: bool = False,
+    executor: ExecutorSpec | None = None,
+    show_progress: bool = False,
+    **options: Any,
+) -> StepReport:
+    """Run a ``predict`` step; ``options`` are its keys (``chunk_size``, ``vector`` ...)."""
+    bundle = model.path if isinstance(model, Model) else Path(model).resolve()
+    resolved, name = _catalog_for(source, catalog, bands, units, bundle)
+    config = {**options, "source": name, "model": str(bundle), "output": str(output)}
+    return _run("predict", config, resolved, overwrite, resume, executor, show_progress)
+
+
+def evaluate(
+    prediction: str | Path,
+    source: str,
+    output: str | Path,
+    catalog: str | Path | None = None,
+    overwrite: bool = False,
+    executor: ExecutorSpec | None = None,
+    show_progress: bool = False,
+    **options: Any,
+) -> StepReport:
+    """Run an ``evaluate`` step against a catalog source's labels (``labels=``, ``tolerance=``)."""
+    resolved, name = _catalog_for(source, catalog, None, "DN", None)
+    config = {**options, "prediction": str(prediction), "source": name, "output": str(output)}
+    return _run("evaluate", config, resolved, overwrite, False, executor, show_progress)
+
+
+def train(
+    output: str | Path,
+    catalog: str | Path | None = None,
+    overwrite: bool = False,
+    show_progress: bool = False,
+    **options: Any,
+) -> StepReport:
+    """Run a ``train`` step: ``source=`` (with ``labels=``), ``sources=`` or ``image_set=``."""
+    resolved = Catalog.load(_catalog_path(catalog))
+    config = {**options, "output": str(output)}
+    return _run("train", config, resolved, overwrite, False, None, show_progress)
+
+
+def _run(
+    kind: str,
+    options: dict[str, Any],
+    catalog: Catalog,
+    overwrite: bool,
+    resume: bool,
+    executor: ExecutorSpec | None,
+    show_progress: bool,
+) -> StepReport:
+    """One step, planned and run as a one-step workflow (``geoseg.KIND`` names it in errors)."""
+    where = Path.cwd() / f"geoseg.{kind}"
+    config = parse_model(KINDS[kind].config_type, options, where, "options")
+    spec = executor or ExecutorSpec()
+    workflow = Workflow(
+        version=1,
+        name=f"geoseg.{kind}",
+        catalog=str(catalog.path),
+        executor=ExecutorConfig(
+            kind=spec.kind, workers=spec.workers, address=spec.address, retries=spec.retries
+        ),
+        steps=[{kind: config.model_dump(mode="json")}],
+    )
+    plan = plan_steps(where, workflow, catalog, [StepConfig(kind, config)])
+    return run_plan(plan, overwrite, show_progress, resume, spec)[0]
+
+
+def _catalog_path(catalog: str | Path | None) -> Path:
+    if catalog is not None:
+        return Path(catalog)
+    if not DEFAULT_CATALOG.exists():
+        raise ConfigError(
+            f"no catalog given and no {DEFAULT_CATALOG} in {Path.cwd()}: pass catalog=PATH"
+        )
+    return DEFAULT_CATALOG
+
+
+def _catalog_for(
+    source: SourceLike,
+    catalog: str | Path | None,
+    bands: Sequence[str] | None,
+    units: str,
+    model: Path | None,
+) -> tuple[Catalog, str]:
+    """The catalog and source name for a catalog name or a raster file."""
+    path = Path(source)
+    if isinstance(source, str) and not path.suffix and not path.exists():
+        return Catalog.load(_catalog_path(catalog)), source
+    path = path.resolve()
+    with open_raster(path) as ds:
+        count, descriptions = ds.count, ds.descriptions
+    names = list(bands) if bands else _band_names(count, descriptions, model)
+    if len(names) != count:
+        raise ConfigError(f"bands names {len(names)} band(s) but {path} has {count}: {names}")
+    spec = SourceSpec(
+        file=str(path), bands=[BandSpec(name=n) for n in names], units=units, description=str(path)
+    )
+    name = path.stem
+    return Catalog(path.parent / "(file)", CatalogSpec(version=1, sources={name: spec})), name
+
+
+def _band_names(count: int, descriptions: Sequence[str | None], model: Path | None) -> list[str]:
+    """Band names of a file: the model's when the counts match, else its band descriptions."""
+    if model is not None:
+        model_bands = load_meta(model).band_names
+        if len(model_bands) == count:
+            return list(model_bands)
+    if all(descriptions):
+        return [str(d) for d in descriptions]
+    return [f"band{i}" for i in range(1, count + 1)]

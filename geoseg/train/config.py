@@ -1,0 +1,90 @@
+"""What a training run is asked to do: sources, network, chips, schedule, hold-out, output.
+
+The ``train`` step of a workflow, ``geoseg train`` and :func:`geoseg.train` all validate their
+options into :class:`TrainConfig`. This module does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from geoseg.config import ClosedModel
+from geoseg.model.bundle import NetworkSpec
+from geoseg.model.device import DeviceName
+from geoseg.tiling.grid import TileGrid
+
+
+class ValidationConfig(ClosedModel):
+    """Spatial hold-out: square blocks of the scene, a seeded fraction held out for validation."""
+
+    block_size: int = Field(default=64, ge=8)
+    fraction: float = Field(default=0.2, gt=0, lt=1)
+    buffer: int = Field(default=8, ge=0)
+
+
+class TrainSource(ClosedModel):
+    """One training source and its label layer (default: the source's first)."""
+
+    source: str
+    labels: str | None = None
+
+
+class TrainConfig(ClosedModel):
+    """Train a segmentation network from one source (``source``) or several (``sources``).
+
+    With several sources, each is normalised with its own statistics (one input profile per
+    source in the bundle) and they must share the listed ``bands``.
+    """
+
+    source: str | None = None
+    labels: str | None = None
+    sources: list[TrainSource] | None = Field(default=None, min_length=1)
+    image_set: str | None = None
+    output: str
+    name: str | None = None
+    bands: list[str] | None = None
+    classes: list[int] | None = None
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    chip_size: int = Field(default=64, ge=16)
+    overlap: int = Field(default=16, ge=0)
+    epochs: int = Field(default=30, ge=1)
+    chips_per_epoch: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    class_weighting: Literal["none", "inverse_sqrt", "inverse"] = "inverse_sqrt"
+    loss: Literal["cross_entropy", "cross_entropy+dice"] = "cross_entropy"
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    validate_every: int = Field(default=1, ge=1)
+    keep: Literal["best", "last"] = "best"
+    seed: int = 0
+    device: DeviceName = "auto"
+    threads: int | None = Field(default=None, ge=1)
+    card: str = ""
+
+    @property
+    def inputs(self) -> list[TrainSource]:
+        """Every raster training source, in order (none for an image set)."""
+        if self.sources:
+            return list(self.sources)
+        return [TrainSource(source=self.source, labels=self.labels)] if self.source else []
+
+    @model_validator(mode="after")
+    def _chips_fit_the_network(self) -> TrainConfig:
+        given = [k for k in ("source", "sources", "image_set") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'source' (with optional 'labels'), 'sources' or 'image_set'"
+            )
+        TileGrid(self.chip_size, self.overlap)
+        if self.chip_size % self.network.divisor:
+            raise ValueError(
+                f"chip_size {self.chip_size} must be a multiple of {self.network.divisor} for "
+                f"{self.network.architecture} with encoder_depth {self.network.encoder_depth}"
+            )
+        bad = [c for c in self.classes or [] if not 1 <= c <= 255]
+        if bad:
+            raise ValueError(f"classes must be codes 1..255 (0 is nodata), got {bad}")
+        return self

@@ -1,0 +1,175 @@
+"""The ``evaluate`` step: streamed metrics, error map, reference map and plots of a class map."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from geoseg.catalog import SourceRef
+from geoseg.classes import class_info
+from geoseg.config import ClosedModel
+from geoseg.errors import GridMismatchError
+from geoseg.evaluate.report import plot_confusion, plot_overlay, write_metrics
+from geoseg.evaluate.run import (
+    ERROR_COLOURS,
+    ERROR_NAMES,
+    EvaluateJob,
+    evaluate,
+    missed_pixels,
+)
+from geoseg.export.raster import assemble_cog
+from geoseg.export.style import ClassStyle, raster_qml, style_path, write_style
+from geoseg.io.labels import open_labels
+from geoseg.io.raster import file_grid, read_decimated
+from geoseg.io.source import RasterSource
+from geoseg.tiling.grid import ChunkPlan
+from geoseg.workflow.manifest import Figures, GridRecord, Provenance
+from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
+from geoseg.workflow.transaction import Transaction
+
+#: Longer side of the imagery in the overlay plot, in pixels.
+PREVIEW_PX = 1200
+
+#: What an evaluate step writes into its output folder.
+EVALUATE_OUTPUTS = (
+    "metrics.json",
+    "metrics.csv",
+    "confusion.png",
+    "overlay.png",
+    "errors.tif",
+    "reference.tif",
+)
+
+
+class EvaluateConfig(ClosedModel):
+    """Compare a class map with reference labels of a catalog source (raster or polygons)."""
+
+    prediction: str
+    source: str
+    labels: str | None = None
+    output: str
+    tolerance: int = Field(default=3, ge=0, le=50)
+    ignore: list[int] = Field(default_factory=list)
+    classes: list[int] | None = None
+    within: str | None = None
+    chunk_size: int = Field(default=1024, ge=64)
+
+
+class EvaluateFigures(Figures):
+    """The headline scores (``metrics.json`` has every figure)."""
+
+    miou: float | None
+    overall_accuracy: float | None
+    boundary_f: float | None
+    per_class_iou: dict[str, float | None]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PlannedEvaluate(PlannedStep[EvaluateConfig]):
+    """An evaluate step with its source, prediction, optional mask and output folder resolved."""
+
+    kind: ClassVar[str] = "evaluate"
+    config_type: ClassVar[type[EvaluateConfig]] = EvaluateConfig
+
+    source: SourceRef
+    prediction: Path
+    within: Path | None
+
+    @classmethod
+    def plan(cls, index: int, config: EvaluateConfig, ctx: PlanContext) -> PlannedEvaluate:
+        """Resolve the source and its label layer, the class map, the mask and the folder."""
+        source = ctx.catalog.source(config.source)
+        source.label(config.labels)
+        return cls(
+            index,
+            config,
+            ctx.folder(config.output),
+            source,
+            ctx.existing(config.prediction),
+            ctx.existing(config.within) if config.within else None,
+        )
+
+    def outputs(self) -> list[Path]:
+        """Final paths this step writes."""
+        return [self.folder / name for name in EVALUATE_OUTPUTS]
+
+    def inputs(self) -> list[Path]:
+        """The class map and the optional mask."""
+        return [p for p in (self.prediction, self.within) if p is not None]
+
+    def describe(self) -> str:
+        """``evaluate source=NAME``."""
+        return f"{self.kind} source={self.source.name}"
+
+    def run(self, ctx: RunContext, tx: Transaction) -> Outcome:
+        """Count per chunk, score, and stage the error and reference maps, metrics and plots."""
+        cfg, staged = self.config, tx.staged
+        clock = time.perf_counter()
+        source = RasterSource.open(self.source)
+        labels = open_labels(source, cfg.labels)
+        for path, what in ((self.prediction, "prediction"), (self.within, "'within' mask")):
+            if path is not None and not file_grid(path).same_as(source.grid):
+                raise GridMismatchError(
+                    f"{what} {path} is not on the grid of source '{source.name}' "
+                    f"({source.grid.describe()}); evaluate a class map predicted from that source"
+                )
+        chunk_plan = ChunkPlan(source.grid.shape, source.chunk_shape(cfg.chunk_size))
+        job = EvaluateJob(
+            self.prediction,
+            labels,
+            source.grid,
+            chunk_plan,
+            tuple(cfg.ignore),
+            cfg.tolerance,
+            self.within,
+            tx.parts,
+        )
+        counts = evaluate(job, ctx.executor)
+        result = counts.scores(cfg.classes, cfg.ignore, cfg.tolerance)
+        names = {c: class_info(c).name for c in result.codes}
+        colours = {c: class_info(c).color for c in result.codes}
+        styles = [ClassStyle(c, names[c], colours[c]) for c in result.codes]
+        error_styles = [ClassStyle(c, ERROR_NAMES[c], ERROR_COLOURS[c]) for c in ERROR_NAMES]
+        for kind, style in (("errors", error_styles), ("reference", styles)):
+            target = staged / f"{kind}.tif"
+            parts = [(c.core, job.part(kind, c)) for c in chunk_plan.chunks()]
+            colormap = {s.code: (*s.rgb, 255) for s in style}
+            assemble_cog(parts, source.grid, target, "uint8", 0, "mode", colormap, kind, True)
+            write_style(style_path(target), raster_qml(style))
+        missed = missed_pixels(counts.matrix)
+        extra = {
+            "prediction": str(self.prediction),
+            "source": source.name,
+            "labels": labels.ref.name,
+            "ignore": cfg.ignore,
+            "within": str(self.within) if self.within else None,
+            "labelled_px_without_prediction": {names.get(c, str(c)): n for c, n in missed.items()},
+        }
+        write_metrics(result, names, staged, extra)
+        plot_confusion(result, names, staged / "confusion.png")
+        rgb = source.rgb_preview(PREVIEW_PX)
+        shape = rgb.shape[1:]
+        plot_overlay(
+            rgb,
+            read_decimated(self.prediction, shape),
+            read_decimated(staged / "reference.tif", shape),
+            read_decimated(staged / "errors.tif", shape),
+            colours,
+            names,
+            ERROR_COLOURS,
+            ERROR_NAMES,
+            staged / "overlay.png",
+        )
+        figures = EvaluateFigures(
+            miou=result.miou,
+            overall_accuracy=result.overall_accuracy,
+            boundary_f=result.boundary_f,
+            per_class_iou={names[c.code]: c.iou for c in result.classes},
+            seconds=round(time.perf_counter() - clock, 3),
+        )
+        return Outcome(figures, Provenance(source=source.name, grid=GridRecord.of(source.grid)))

@@ -1,0 +1,242 @@
+"""The ``predict`` step: chunks -> class map and confidence COGs -> polygons -> exports.
+
+Chunk parts and their records go to the transaction's parts folder (a resumed run reuses the
+chunks whose records exist); every output is staged, then committed with the manifest last. Its
+fingerprint (config, whole model bundle, the source's catalog definition and file checksums,
+device, torch threads) makes re-runs no-ops and guards ``--resume`` (docs/DESIGN.md §11).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, model_validator
+
+from geoseg import __version__
+from geoseg.catalog import SourceRef
+from geoseg.config import ClosedModel
+from geoseg.errors import ConfigError
+from geoseg.executor import ExecutorSpec
+from geoseg.export.raster import validate_cog
+from geoseg.export.style import class_styles, raster_qml, style_path, vector_qml, write_style
+from geoseg.export.vector import SUFFIX, VectorFormat, convert, write_gpkg
+from geoseg.io.source import RasterSource
+from geoseg.model.bundle import META_FILE, file_sha256, load_meta
+from geoseg.model.device import torch_threads
+from geoseg.stitch.run import PredictJob, assemble_outputs, finished_chunks, predict_chunks
+from geoseg.tiling.grid import ChunkPlan
+from geoseg.vector.vectorise import VectoriseJob, VectorSettings, empty_features, vectorise
+from geoseg.workflow.manifest import (
+    BandDefinition,
+    Fingerprint,
+    GridRecord,
+    ModelRecord,
+    Provenance,
+    SourceDefinition,
+    config_hash,
+    input_checksum,
+)
+from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
+from geoseg.workflow.steps.inference import InferenceConfig
+from geoseg.workflow.steps.predict_report import summarise, write_run_report
+from geoseg.workflow.transaction import Transaction
+
+log = logging.getLogger(__name__)
+
+
+class VectorConfig(ClosedModel):
+    """Vectorising and vector export."""
+
+    enabled: bool = True
+    min_area_m2: float = Field(default=0.0, ge=0)
+    simplify_m: float = Field(default=0.0, ge=0)
+    formats: list[VectorFormat] = Field(default=["gpkg"], min_length=1)
+    layer: str = Field(default="landcover", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+    @model_validator(mode="after")
+    def _gpkg_first(self) -> VectorConfig:
+        if "gpkg" not in self.formats:
+            raise ValueError("formats must include 'gpkg' (the other formats are derived from it)")
+        return self
+
+    @property
+    def settings(self) -> VectorSettings:
+        """Minimum mapping unit and simplification, as the vectoriser takes them."""
+        return VectorSettings(self.min_area_m2, self.simplify_m)
+
+
+class PredictConfig(InferenceConfig):
+    """Predict a source with a model bundle: class map, confidence, polygons."""
+
+    source: str
+    model: str
+    output: str
+    chunk_size: int = Field(default=1024, ge=64)
+    vector: VectorConfig = Field(default_factory=VectorConfig)
+
+
+@dataclass(frozen=True)
+class PlannedPredict(PlannedStep[PredictConfig]):
+    """A predict step with its source, model and output paths resolved."""
+
+    kind: ClassVar[str] = "predict"
+    config_type: ClassVar[type[PredictConfig]] = PredictConfig
+
+    source: SourceRef
+    model: Path
+
+    @classmethod
+    def plan(cls, index: int, config: PredictConfig, ctx: PlanContext) -> PlannedPredict:
+        """Resolve source, model and folder; check bands and tiling against the model."""
+        step = cls(
+            index,
+            config,
+            ctx.folder(config.output),
+            ctx.catalog.source(config.source),
+            ctx.path(config.model),
+        )
+        meta = ctx.bundle(step.model)
+        if meta is not None:
+            missing = [b for b in meta.band_names if b not in step.source.band_names]
+            if missing:
+                raise ConfigError(
+                    f"{ctx.where}: model '{meta.name}' needs bands {list(meta.band_names)} but "
+                    f"source '{step.source.name}' has {list(step.source.band_names)}; missing "
+                    f"{missing}"
+                )
+            config.tiling(meta, ctx.where)
+        return step
+
+    @property
+    def class_map(self) -> Path:
+        """The class-map COG."""
+        return self.folder / "classes.tif"
+
+    @property
+    def confidence(self) -> Path:
+        """The confidence COG."""
+        return self.folder / "confidence.tif"
+
+    def vector(self, fmt: str) -> Path:
+        """The vector layer in format ``fmt``."""
+        return self.folder / f"{self.config.vector.layer}{SUFFIX[fmt]}"
+
+    def outputs(self) -> list[Path]:
+        """Final paths this step writes (styles and the manifest are replaced freely)."""
+        paths = [self.class_map, self.confidence]
+        if self.config.vector.enabled:
+            paths += [self.vector(f) for f in self.config.vector.formats]
+        return [*paths, self.folder / "report.html", self.folder / "item.json"]
+
+    def inputs(self) -> list[Path]:
+        """The model bundle (an earlier step may train it)."""
+        return [self.model]
+
+    def describe(self) -> str:
+        """``predict source=NAME``."""
+        return f"{self.kind} source={self.source.name}"
+
+    def fingerprint(self, spec: ExecutorSpec) -> Fingerprint:
+        """Everything the outputs depend on (see the module docstring)."""
+        from geoseg.model.device import resolve_device
+
+        meta = load_meta(self.model)
+        by_name = {b.name: b for b in self.source.bands}
+        bands = [by_name[name] for name in meta.band_names if name in by_name]
+        return Fingerprint(
+            geoseg=__version__,
+            config_sha256=config_hash(self.config),
+            model_weights_sha256=meta.weights_sha256,
+            model_meta_sha256=file_sha256(self.model / META_FILE),
+            source=SourceDefinition(
+                bands=[
+                    BandDefinition(
+                        name=b.name,
+                        path=str(b.path),
+                        band=b.band,
+                        nodata=b.nodata,
+                        scale=b.scale,
+                        offset=b.offset,
+                    )
+                    for b in bands
+                ],
+                units=self.source.units,
+                crs=self.source.crs,
+            ),
+            inputs=[input_checksum(p) for p in dict.fromkeys(b.path for b in bands)],
+            device=resolve_device(self.config.device).type,
+            torch_threads=torch_threads(spec.workers),
+        )
+
+    def run(self, ctx: RunContext, tx: Transaction) -> Outcome:
+        """Predict every chunk, assemble the COGs, vectorise, export, report."""
+        from geoseg.model.predictor import predictor
+
+        cfg, ex = self.config, ctx.executor
+        clock_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        meta = load_meta(self.model)
+        source = RasterSource.open(self.source)
+        profile = meta.profile_for(source.name, source.band_names, source.ref.units, source.grid)
+        source = source.select(meta.band_names)
+        spec = cfg.spec(meta, profile, f"{ctx.workflow} steps.{self.index}.predict")
+        threads = torch_threads(ex.spec.workers)  # as the fingerprint records
+        factory = functools.partial(predictor, self.model, cfg.device, threads)
+        job = PredictJob(source, factory, spec, tx.parts)
+        chunk_plan = ChunkPlan(source.grid.shape, source.chunk_shape(cfg.chunk_size))
+        chunks = chunk_plan.chunks()
+        done = finished_chunks(job, chunks) if tx.resuming else {}
+        if done:
+            log.info("resuming: %d of %d chunks already finished", len(done), len(chunks))
+
+        clock = time.perf_counter()
+        computed = predict_chunks(job, [c for c in chunks if c.key not in done], ex)
+        timings["inference_s"] = time.perf_counter() - clock
+        outcomes = [*done.values(), *computed]
+
+        class_map, confidence = tx.stage(self.class_map), tx.stage(self.confidence)
+        styles = class_styles(meta)
+        clock = time.perf_counter()
+        colormap = {c.code: (*c.rgb, 255) for c in styles}
+        assemble_outputs(job, chunk_plan, class_map, confidence, colormap, overwrite=True)
+        write_style(style_path(class_map), raster_qml(styles))
+        for path in (class_map, confidence):
+            problems = validate_cog(path)
+            if problems:
+                log.warning("%s is not a valid COG: %s", path, problems)
+        timings["write_cog_s"] = time.perf_counter() - clock
+        if not any(o.class_counts for o in outcomes):
+            log.warning(
+                "source '%s' has no valid pixels: outputs are empty (all nodata)", source.name
+            )
+
+        polygons = None
+        if cfg.vector.enabled:
+            clock = time.perf_counter()
+            vjob = VectoriseJob(class_map, confidence, source.grid, chunk_plan, cfg.vector.settings)
+            gpkg = tx.stage(self.vector("gpkg"))
+            names = {c.code: c.name for c in meta.classes}
+            features = vectorise(vjob, names, ex)
+            polygons = write_gpkg(features, gpkg, cfg.vector.layer, empty_features(source.grid))
+            timings["vectorise_s"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            for fmt in cfg.vector.formats:
+                if fmt != "gpkg":
+                    convert(gpkg, cfg.vector.layer, tx.stage(self.vector(fmt)), fmt, overwrite=True)
+            write_style(style_path(gpkg), vector_qml(styles))
+            timings["export_s"] = time.perf_counter() - clock
+        timings["total_s"] = time.perf_counter() - clock_start
+        figures = summarise(
+            meta, source.grid, outcomes, len(computed), profile.name, polygons, timings
+        )
+        write_run_report(self, tx, meta, source, styles, figures)
+        model = ModelRecord(
+            path=str(self.model), name=meta.name, weights_sha256=meta.weights_sha256
+        )
+        provenance = Provenance(source=source.name, model=model, grid=GridRecord.of(source.grid))
+        return Outcome(figures, provenance)
