@@ -52,7 +52,7 @@ def test_zonal_areas_are_pixel_counts_times_pixel_area(
         f"      zones: {tmp_path / 'zones.gpkg'}\n      output: {tmp_path / 'out'}\n"
     )
     reports = run_workflow(workflow(tmp_path, body), show_progress=False)
-    assert reports[0].figures["zones"] == 2
+    assert reports[0].figures.zones == 2
     table = pyogrio.read_dataframe(tmp_path / "out" / "zonal.gpkg").set_index("district")
     west, north_east = table.loc["west"], table.loc["north-east"]
     # west: rows 3..19 of cols 0..9 -> tree except water in rows 15..19, cols 5..9
@@ -92,14 +92,14 @@ def test_change_matrix_and_polygons(tmp_path: Path, write_raster: Callable[..., 
     assert matrix.loc["tree", "tree"] == (8 * 12 - 16 - 1) * 100
     assert matrix.loc["grass", "grass"] == (4 * 12 - 4 - 1) * 100  # the nodata pixel is out
     polygons = pyogrio.read_dataframe(out / "change.gpkg").sort_values("region_id")
-    assert len(polygons) == 2 == reports[0].figures["polygons"]  # to_classes: only -> built-up
+    assert len(polygons) == 2 == reports[0].figures.polygons  # to_classes: only -> built-up
     assert polygons.from_class.tolist() == [2, 5] and polygons.to_class.tolist() == [4, 4]
     assert polygons.class_name.tolist() == ["tree -> built-up", "grass -> built-up"]
     assert polygons.area_m2.tolist() == [1600.0, 400.0]
     assert (out / "change.qml").exists() and (out / "change.tif").exists()
     figures = reports[0].figures
-    assert figures["changed_km2"] == 21 * 100 / 1e6  # every change, 21 px of 10 m x 10 m
-    assert figures["mapped_change_km2"] == 20 * 100 / 1e6  # only into built-up
+    assert figures.changed_km2 == 21 * 100 / 1e6  # every change, 21 px of 10 m x 10 m
+    assert figures.mapped_change_km2 == 20 * 100 / 1e6  # only into built-up
     gdal_client_check(out / "change.tif", out / "change.gpkg")
 
 

@@ -231,8 +231,8 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
     reports = run_workflow(path, show_progress=False)
     out = tmp_path / "out"
     figures = reports[1].figures
-    assert figures["images"] == 1 and "NOT georeferenced" in figures["coordinates"]
-    assert figures["cells"] == 5 * 7  # 966 x 1296 px in 200 px cells
+    assert figures.images == 1 and "NOT georeferenced" in figures.coordinates
+    assert figures.cells == 5 * 7  # 966 x 1296 px in 200 px cells
     info = pyogrio.read_info(out / "plants.gpkg", layer="plants")
     assert (
         info["crs"] is None and "NOT georeferenced" in info["layer_metadata"]["GEOSEG_COORDINATES"]
@@ -279,19 +279,15 @@ def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> Non
 
 @pytest.mark.filterwarnings("ignore:'crs' was not provided")  # pixel coordinates
 def test_fields_layer_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
-    from geoseg.workflow.images import read_fields
-    from geoseg.workflow.schema import PredictImagesStep
-
-    def step(fields: Path) -> PredictImagesStep:
-        return PredictImagesStep(image_set="s", model="m", output="o", fields=str(fields))
+    from geoseg.analysis.zonal import field_layer
 
     with pytest.raises(ConfigError, match=r"nope\.gpkg does not exist: fix 'fields'"):
-        read_fields(step(tmp_path / "nope.gpkg"))
+        field_layer(tmp_path / "nope.gpkg", "field_id")
     layer = tmp_path / "f.gpkg"
     gpd.GeoDataFrame({"name": ["A"]}, geometry=[shapely.box(0, 0, 5, 5)]).to_file(layer)
     with pytest.raises(ConfigError, match=r"f\.gpkg has no 'field_id' column \(it has name"):
-        read_fields(step(layer))
-    assert list(read_fields(step(layer).model_copy(update={"field_id": "name"})).name) == ["A"]
+        field_layer(layer, "field_id")
+    assert list(field_layer(layer, "name").name) == ["A"]
 
 
 @pytest.mark.filterwarnings("ignore:'crs' was not provided")
@@ -344,8 +340,8 @@ def test_asserted_georeferencing_puts_every_output_in_the_asserted_crs(tmp_path:
     )
     figures = run_workflow(path, show_progress=False)[0].figures
     out = tmp_path / "out"
-    assert figures["cells"] == 3 * 4  # 25 px cells over 64 x 80 px
-    assert figures["coordinates"].startswith("asserted in the catalog: EPSG:32632")
+    assert figures.cells == 3 * 4  # 25 px cells over 64 x 80 px
+    assert figures.coordinates.startswith("asserted in the catalog: EPSG:32632")
     with rasterio.open(out / "classes" / "1.tif") as ds:
         assert ds.crs.to_epsg() == 32632 and ds.transform.c == 500000 and ds.transform.a == 0.002
     for name, layer in (("plants.gpkg", "plants"), ("weed_grid.gpkg", "weed_grid")):

@@ -78,7 +78,7 @@ def test_other_chunk_size_and_a_local_cluster_give_identical_outputs(
     reports = run_workflow(
         write_workflow(cluster, tiny_bundle, executor="distributed"), show_progress=False
     )
-    assert reports[0].figures["chunks"] > 10
+    assert reports[0].figures.chunks > 10
     manifest = json.loads((cluster / "out" / "manifest.json").read_text())
     assert manifest["executor"] == {"kind": "distributed", "workers": 2}
     assert_same_outputs(reference, cluster)
@@ -124,7 +124,7 @@ def test_a_worker_killed_mid_run_does_not_change_outputs(
             write_workflow(folder, tiny_bundle), show_progress=False, executor=spec
         )
         killer.join()
-        assert reports[0].figures["chunks"] > 10
+        assert reports[0].figures.chunks > 10
         assert victims[0] not in client.run(os.getpid).values(), "the worker really died"
     assert_same_outputs(reference, folder)
 
@@ -156,8 +156,8 @@ def test_resume_after_kill_recomputes_only_missing_chunks(
     assert not (tmp_path / "out" / "classes.tif").exists()
     reports = run_workflow(workflow, show_progress=False, resume=True)
     figures = reports[0].figures
-    assert figures["chunks_reused"] == finished >= 12
-    assert figures["chunks_computed"] == figures["chunks"] - finished
+    assert figures.chunks_reused == finished >= 12
+    assert figures.chunks_computed == figures.chunks - finished
     assert_same_outputs(reference, tmp_path)
 
 
@@ -168,7 +168,7 @@ def test_a_changed_config_refuses_to_resume(tmp_path: Path, tiny_bundle: Path) -
         run_workflow(changed, show_progress=False, resume=True)
     # without --resume the unfinished run is discarded and a fresh one completes
     reports = run_workflow(changed, show_progress=False)
-    assert reports[0].figures["chunks_reused"] == 0
+    assert reports[0].figures.chunks_reused == 0
 
 
 def test_fingerprint_sees_catalog_model_and_band_order_changes(
@@ -176,11 +176,11 @@ def test_fingerprint_sees_catalog_model_and_band_order_changes(
 ) -> None:
     import shutil
 
-    from geoseg.model.bundle import load_meta
     from geoseg.workflow.plan import plan_workflow
-    from geoseg.workflow.resume import differences, fingerprint
+    from geoseg.executor import ExecutorSpec
+    from geoseg.workflow.manifest import Fingerprint
 
-    def fingerprint_of(catalog_text: str, bundle: Path) -> dict[str, object]:
+    def fingerprint_of(catalog_text: str, bundle: Path) -> Fingerprint:
         catalog = tmp_path / "catalog.yaml"
         catalog.write_text(catalog_text)
         path = tmp_path / "wf.yaml"
@@ -188,14 +188,15 @@ def test_fingerprint_sees_catalog_model_and_band_order_changes(
             f"version: 1\ncatalog: {catalog}\nsteps:\n  - predict:\n      source: nc-landsat7\n"
             f"      model: {bundle}\n      output: {tmp_path / 'out'}\n"
         )
-        step = plan_workflow(path).steps[0]
-        return fingerprint(step, load_meta(bundle), 1, "cpu")  # type: ignore[arg-type]
+        found = plan_workflow(path).steps[0].fingerprint(ExecutorSpec(workers=2))
+        assert found is not None, "predict steps have a fingerprint"
+        return found
 
     original = CATALOG.read_text().replace("${GEOSEG_DATA}", str(REPO.parent / "shared/data"))
     base = fingerprint_of(original, tiny_bundle)
     assert fingerprint_of(original, tiny_bundle) == base
     scaled = original.replace('lsat7_2000_30.tif"}', 'lsat7_2000_30.tif", scale: 0.5}')
-    assert differences(base, fingerprint_of(scaled, tiny_bundle)) == [
+    assert base.differences(fingerprint_of(scaled, tiny_bundle)) == [
         "the source's catalog definition"
     ]
     swapped = (
@@ -203,23 +204,24 @@ def test_fingerprint_sees_catalog_model_and_band_order_changes(
         .replace("lsat7_2000_40.tif", "lsat7_2000_30.tif")
         .replace("TMP", "lsat7_2000_40.tif")
     )
-    changed = differences(base, fingerprint_of(swapped, tiny_bundle))
+    changed = base.differences(fingerprint_of(swapped, tiny_bundle))
     assert "the source's catalog definition" in changed and any("input" in c for c in changed)
     copy = tmp_path / "copy.geoseg"
     shutil.copytree(tiny_bundle, copy)
     before = fingerprint_of(original, copy)
     meta = (copy / "bundle.json").read_text().replace('"mean": 60.0', '"mean": 61.0', 1)
     (copy / "bundle.json").write_text(meta)
-    assert differences(before, fingerprint_of(original, copy)) == ["the model's bundle.json"]
+    assert before.differences(fingerprint_of(original, copy)) == ["the model's bundle.json"]
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path, tiny_bundle: Path) -> None:
     from geoseg.errors import OutputExistsError
-    from geoseg.workflow.resume import output_lock
+    from geoseg.workflow.lock import output_lock
+    from geoseg.workflow.step import LOCK_FILE
 
     workflow = write_workflow(tmp_path, tiny_bundle)
     with (
-        output_lock(tmp_path / "out"),
+        output_lock(tmp_path / "out" / LOCK_FILE),
         pytest.raises(OutputExistsError, match=r"another geoseg run \(pid \d+\) is writing .*out"),
     ):
         run_workflow(workflow, show_progress=False)

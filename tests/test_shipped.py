@@ -22,7 +22,7 @@ def test_shipped_workflows_validate(path: Path) -> None:
     from typer.testing import CliRunner
 
     from geoseg.cli.main import app
-    from geoseg.workflow.schema import STEP_KINDS
+    from geoseg.workflow.kinds import KINDS
 
     plan = plan_workflow(path)
     assert plan.steps
@@ -31,7 +31,7 @@ def test_shipped_workflows_validate(path: Path) -> None:
     listed = [
         line.split()[1] for line in result.output.splitlines() if line[:4].strip().endswith(":")
     ]
-    assert len(listed) == len(plan.steps) and set(listed) <= set(STEP_KINDS), result.output
+    assert len(listed) == len(plan.steps) and set(listed) <= set(KINDS), result.output
 
 
 def test_default_model_bundle_is_complete_and_small() -> None:
@@ -63,7 +63,7 @@ def test_demo_workflow_runs_on_the_shipped_sample(tmp_path: Path) -> None:
     assert classes.shape == (300, 489)
     present = set(np.unique(classes)) - {0}
     assert {2, 4} <= present, "tree and built-up dominate this scene"
-    assert reports[0].figures["polygons"] > 10
+    assert reports[0].figures.polygons > 10
     assert (out / "landcover.gpkg").exists() and (out / "manifest.json").exists()
 
 

