@@ -176,9 +176,9 @@ def test_fingerprint_sees_catalog_model_and_band_order_changes(
 ) -> None:
     import shutil
 
-    from geoseg.workflow.plan import plan_workflow
     from geoseg.executor import ExecutorSpec
     from geoseg.workflow.manifest import Fingerprint
+    from geoseg.workflow.plan import plan_workflow
 
     def fingerprint_of(catalog_text: str, bundle: Path) -> Fingerprint:
         catalog = tmp_path / "catalog.yaml"
