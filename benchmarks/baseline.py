@@ -22,17 +22,17 @@ import numpy as np
 import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
-from geoseg.catalog import Catalog  # noqa: E402
-from geoseg.evaluate.run import EvaluateJob, evaluate, summarise  # noqa: E402
-from geoseg.executor import Executor, ExecutorSpec  # noqa: E402
-from geoseg.io.labels import open_labels  # noqa: E402
-from geoseg.io.source import RasterSource  # noqa: E402
-from geoseg.stitch.predict import valid_mask  # noqa: E402
-from geoseg.tiling.grid import ChunkPlan  # noqa: E402
-from geoseg.train.holdout import spatial_split  # noqa: E402
-from geoseg.workflow.schema import load_workflow  # noqa: E402
+from geoseg.catalog import Catalog
+from geoseg.evaluation.run import EvaluateJob, evaluate, summarise
+from geoseg.executor import Executor, ExecutorSpec
+from geoseg.io.labels import open_labels
+from geoseg.io.source import RasterSource
+from geoseg.stitch.predict import valid_mask
+from geoseg.tiling.grid import ChunkPlan
+from geoseg.training.holdout import spatial_split
+from geoseg.workflow.schema import load_workflow
 
 
 def write_map(path: Path, data: np.ndarray, profile: dict) -> Path:
@@ -44,8 +44,9 @@ def write_map(path: Path, data: np.ndarray, profile: dict) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=common.REPO / "models/landcover-nc-l7.geoseg")
-    parser.add_argument("--workflow", type=Path,
-                        default=common.REPO / "workflows/train-default.yaml")
+    parser.add_argument(
+        "--workflow", type=Path, default=common.REPO / "workflows/train-default.yaml"
+    )
     parser.add_argument("--trees", type=int, default=200)
     args = parser.parse_args()
     from sklearn.ensemble import RandomForestClassifier
@@ -64,20 +65,37 @@ def main() -> None:
     meta = load_meta(args.model)
     classes = list(meta.class_codes)
     usable = np.where(np.isin(codes, classes), codes, 0)
-    split = spatial_split(usable, step.validation.block_size, step.validation.fraction,
-                          step.validation.buffer, step.seed)
+    split = spatial_split(
+        usable,
+        step.validation.block_size,
+        step.validation.fraction,
+        step.validation.buffer,
+        step.seed,
+    )
 
     folder = common.CACHE / "baseline"
     folder.mkdir(parents=True, exist_ok=True)
-    profile = {"driver": "GTiff", "height": source.grid.height, "width": source.grid.width,
-               "count": 1, "dtype": "uint8", "crs": source.grid.crs,
-               "transform": source.grid.transform, "nodata": 0}
+    profile = {
+        "driver": "GTiff",
+        "height": source.grid.height,
+        "width": source.grid.width,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": source.grid.crs,
+        "transform": source.grid.transform,
+        "nodata": 0,
+    }
     holdout = write_map(folder / "holdout.tif", split.validation, {**profile, "nodata": None})
 
     pixels = image.reshape(image.shape[0], -1).T
     train = split.train.ravel()
-    forest = RandomForestClassifier(n_estimators=args.trees, class_weight="balanced",
-                                    n_jobs=2, random_state=step.seed, min_samples_leaf=2)
+    forest = RandomForestClassifier(
+        n_estimators=args.trees,
+        class_weight="balanced",
+        n_jobs=2,
+        random_state=step.seed,
+        min_samples_leaf=2,
+    )
     forest.fit(pixels[train], usable.ravel()[train])
     rf_map = np.zeros(valid.size, dtype=np.uint8)
     rf_map[valid.ravel()] = forest.predict(pixels[valid.ravel()])
@@ -89,39 +107,60 @@ def main() -> None:
     predict_wf.write_text(
         f"version: 1\ncatalog: {common.REPO / 'data_catalog.yaml'}\nsteps:\n  - predict:\n"
         f"      source: {step.source}\n      model: {args.model}\n      output: {folder / 'cnn'}\n"
-        "      vector: {enabled: false}\n", encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "geoseg.cli.main", "-q", "run", str(predict_wf),
-                    "--overwrite"], check=True)
+        "      vector: {enabled: false}\n",
+        encoding="utf-8",
+    )
+    subprocess.run(
+        [sys.executable, "-m", "geoseg.cli.main", "-q", "run", str(predict_wf), "--overwrite"],
+        check=True,
+    )
     cnn_path = folder / "cnn" / "classes.tif"
 
     ex = Executor(ExecutorSpec("threads", 2), show_progress=False)
     results = {}
     for name, path in (("random_forest", rf_path), ("geoseg_default_model", cnn_path)):
-        job = EvaluateJob(path, labels, source.grid, ChunkPlan(source.grid.shape, (128, 489)), (),
-                          3, holdout, folder / f"parts-{name}")
+        job = EvaluateJob(
+            path,
+            labels,
+            source.grid,
+            ChunkPlan(source.grid.shape, (128, 489)),
+            (),
+            3,
+            holdout,
+            folder / f"parts-{name}",
+        )
         matrix, boundary = evaluate(job, ex)
         result = summarise(matrix, boundary, classes, [], 3)
         results[name] = {
             "miou": round(result.miou or 0, 4),
             "overall_accuracy": round(result.overall_accuracy or 0, 4),
             "boundary_f": round(result.boundary_f or 0, 4),
-            "per_class_iou": {meta.class_name(c.code): None if c.iou is None else round(c.iou, 4)
-                              for c in result.classes},
+            "per_class_iou": {
+                meta.class_name(c.code): None if c.iou is None else round(c.iou, 4)
+                for c in result.classes
+            },
         }
     rf, cnn = results["random_forest"], results["geoseg_default_model"]
     wins = sum(
-        1 for k in cnn["per_class_iou"]
-        if cnn["per_class_iou"][k] is not None and rf["per_class_iou"][k] is not None
+        1
+        for k in cnn["per_class_iou"]
+        if cnn["per_class_iou"][k] is not None
+        and rf["per_class_iou"][k] is not None
         and cnn["per_class_iou"][k] > rf["per_class_iou"][k]
     )
-    print(json.dumps({
-        "holdout": f"{len(split.blocks)} blocks of {step.validation.block_size} px, "
-                   f"{int(split.validation.sum())} labelled pixels",
-        "training_pixels": int(split.train.sum()),
-        **results,
-        "model_beats_rf_on_miou": cnn["miou"] > rf["miou"],
-        "classes_where_model_beats_rf": f"{wins} of {len(cnn['per_class_iou'])}",
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "holdout": f"{len(split.blocks)} blocks of {step.validation.block_size} px, "
+                f"{int(split.validation.sum())} labelled pixels",
+                "training_pixels": int(split.train.sum()),
+                **results,
+                "model_beats_rf_on_miou": cnn["miou"] > rf["miou"],
+                "classes_where_model_beats_rf": f"{wins} of {len(cnn['per_class_iou'])}",
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

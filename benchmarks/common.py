@@ -41,8 +41,13 @@ def enlarged_scene(factor: int) -> Path:
         height, width = src.height, src.width
         tile = src.read()
     profile.update(
-        height=height * factor, width=width * factor, tiled=True, blockxsize=512,
-        blockysize=512, compress="deflate", BIGTIFF="YES" if factor >= 6 else "NO",
+        height=height * factor,
+        width=width * factor,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        BIGTIFF="YES" if factor >= 6 else "NO",
     )
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
@@ -63,51 +68,76 @@ def benchmark_bundle() -> Path:
     path = CACHE / "benchmark-rgb.geoseg"
     if path.exists():
         return path
+    import torch
+
     from geoseg.catalog import Catalog
     from geoseg.model.bundle import BandStats, load_meta
     from geoseg.model.store import load_network, save_bundle
-    from geoseg.train.loop import train
+    from geoseg.training.loop import train
     from geoseg.workflow.schema import TrainStep
-
-    import torch
 
     CACHE.mkdir(parents=True, exist_ok=True)
     nc = CACHE / "nc-rgb.geoseg"
     if not nc.exists():
-        step = TrainStep(source="nc-landsat7", output=str(nc), bands=BANDS, epochs=8,
-                         threads=2, device="cpu")
+        step = TrainStep(
+            source="nc-landsat7", output=str(nc), bands=BANDS, epochs=8, threads=2, device="cpu"
+        )
         train(step, Catalog.load(REPO / "data_catalog.yaml"), nc, show_progress=False)
     with rasterio.open(MOSAIC) as src:
         data = src.read(masked=True).astype(np.float64)
-    stats = [BandStats(name=n, mean=float(b.mean()), std=float(b.std()))
-             for n, b in zip(BANDS, data, strict=True)]
-    meta = load_meta(nc).model_copy(update={
-        "name": "benchmark-rgb", "bands": stats, "pixel_size": 30.0,
-    })
+    stats = [
+        BandStats(name=n, mean=float(b.mean()), std=float(b.std()))
+        for n, b in zip(BANDS, data, strict=True)
+    ]
+    meta = load_meta(nc).model_copy(
+        update={
+            "name": "benchmark-rgb",
+            "bands": stats,
+            "pixel_size": 30.0,
+        }
+    )
     _, network = load_network(nc, torch.device("cpu"))
     meta = meta.model_copy(update={"weights_dtype": "float32"})
-    save_bundle(meta, network.state_dict(), path,
-                "# benchmark-rgb\n\nFor benchmarks only: NC-trained weights, Landsat 8 statistics.\n")
+    save_bundle(
+        meta,
+        network.state_dict(),
+        path,
+        "# benchmark-rgb\n\nFor benchmarks only: NC-trained weights, Landsat 8 statistics.\n",
+    )
     return path
 
 
-def write_workflow(scene: Path, folder: Path, *, workers: int = 2, chunk: int = 1024,
-                   batch: int = 16, formats: str = "[gpkg]", min_area: float = 8100,
-                   executor: str = "threads", tile: int = 64, overlap: int = 16) -> Path:
+def write_workflow(
+    scene: Path,
+    folder: Path,
+    *,
+    workers: int = 2,
+    chunk: int = 1024,
+    batch: int = 16,
+    formats: str = "[gpkg]",
+    min_area: float = 8100,
+    executor: str = "threads",
+    tile: int = 64,
+    overlap: int = 16,
+) -> Path:
     """A catalog + predict workflow for ``scene`` writing to ``folder/out``."""
     folder.mkdir(parents=True, exist_ok=True)
     catalog = folder / "catalog.yaml"
     catalog.write_text(
         "version: 1\nsources:\n  scene:\n"
         f"    file: {scene}\n    units: DN\n    licence: USGS public domain\n"
-        "    bands: [{name: blue}, {name: green}, {name: red}]\n", encoding="utf-8")
+        "    bands: [{name: blue}, {name: green}, {name: red}]\n",
+        encoding="utf-8",
+    )
     workflow = folder / "predict.yaml"
     workflow.write_text(
         f"version: 1\ncatalog: {catalog}\nexecutor: {{kind: {executor}, workers: {workers}}}\n"
         f"steps:\n  - predict:\n      source: scene\n      model: {benchmark_bundle()}\n"
         f"      output: {folder / 'out'}\n      chunk_size: {chunk}\n      batch_size: {batch}\n"
         f"      tile_size: {tile}\n      overlap: {overlap}\n      device: cpu\n"
-        f"      vector: {{min_area_m2: {min_area}, formats: {formats}}}\n", encoding="utf-8")
+        f"      vector: {{min_area_m2: {min_area}, formats: {formats}}}\n",
+        encoding="utf-8",
+    )
     return workflow
 
 
@@ -121,8 +151,7 @@ def run_measured(args: list[str]) -> dict[str, Any]:
         "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "print(json.dumps({'rc': rc, 'wall_s': wall, 'peak_rss_mib': peak}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["rc"] != 0:
         raise RuntimeError(f"{args} failed: {out.stderr[-2000:]}")

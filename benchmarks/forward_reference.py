@@ -24,7 +24,10 @@ from geoseg.model.store import load_network
 
 def main() -> None:
     bundle, tiles, size, batch, workers = (
-        Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
+        Path(sys.argv[1]),
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        int(sys.argv[4]),
         int(sys.argv[5]),
     )
     scene = Path(sys.argv[6])
@@ -36,8 +39,11 @@ def main() -> None:
     mean = np.array([b.mean for b in meta.bands], np.float32)[:, None, None]
     std = np.array([b.std for b in meta.bands], np.float32)[:, None, None]
     data = (data - mean) / std
-    pool = [data[:, r * size:(r + 1) * size, c * size:(c + 1) * size]
-            for r in range(8) for c in range(8)]
+    pool = [
+        data[:, r * size : (r + 1) * size, c * size : (c + 1) * size]
+        for r in range(8)
+        for c in range(8)
+    ]
     batches = -(-tiles // batch)
     x = torch.from_numpy(np.stack([pool[i % len(pool)] for i in range(batch)]))
     with torch.inference_mode():

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 
 def main() -> None:
@@ -32,22 +32,31 @@ def main() -> None:
         workflow = common.write_workflow(scene, folder, chunk=args.chunk, tile=128, overlap=16)
         measured = common.run_measured(common.geoseg_command(workflow))
         figures = common.manifest(folder)["figures"]
-        rows.append({
-            "factor": factor,
-            "megapixels": figures["throughput"]["megapixels"],
-            "peak_rss_mib": round(measured["peak_rss_mib"], 1),
-            "wall_s": round(measured["wall_s"], 1),
-            "chunks": figures["chunks"],
-            "polygons": figures["polygons"],
-            "timings_s": figures["timings"],
-        })
+        rows.append(
+            {
+                "factor": factor,
+                "megapixels": figures["throughput"]["megapixels"],
+                "peak_rss_mib": round(measured["peak_rss_mib"], 1),
+                "wall_s": round(measured["wall_s"], 1),
+                "chunks": figures["chunks"],
+                "polygons": figures["polygons"],
+                "timings_s": figures["timings"],
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     first, last = rows[0], rows[-1]
-    print(json.dumps({
-        "peak_ratio_largest_vs_smallest": round(last["peak_rss_mib"] / first["peak_rss_mib"], 3),
-        "largest_peak_gib": round(last["peak_rss_mib"] / 1024, 3),
-        "target": "ratio <= 1.25 and largest < 3 GB",
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "peak_ratio_largest_vs_smallest": round(
+                    last["peak_rss_mib"] / first["peak_rss_mib"], 3
+                ),
+                "largest_peak_gib": round(last["peak_rss_mib"] / 1024, 3),
+                "target": "ratio <= 1.25 and largest < 3 GB",
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 
 def main() -> None:
@@ -36,8 +36,13 @@ def main() -> None:
     scene = common.enlarged_scene(args.factor)
     folder = common.CACHE / f"efficiency-x{args.factor}"
     workflow = common.write_workflow(
-        scene, folder, workers=args.workers, chunk=args.chunk, batch=args.batch,
-        tile=args.tile, overlap=args.overlap,
+        scene,
+        folder,
+        workers=args.workers,
+        chunk=args.chunk,
+        batch=args.batch,
+        tile=args.tile,
+        overlap=args.overlap,
     )
     process = common.run_measured(common.geoseg_command(workflow))
     figures = common.manifest(folder)["figures"]
@@ -53,30 +58,44 @@ def main() -> None:
 
     def forward(tiles: int) -> float:
         out = subprocess.run(
-            [sys.executable, str(Path(__file__).with_name("forward_reference.py")),
-             str(common.benchmark_bundle()), str(tiles), str(args.tile), str(args.batch),
-             str(args.workers), str(scene)],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                str(Path(__file__).with_name("forward_reference.py")),
+                str(common.benchmark_bundle()),
+                str(tiles),
+                str(args.tile),
+                str(args.batch),
+                str(args.workers),
+                str(scene),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return float(json.loads(out.stdout.strip().splitlines()[-1])["forward_s"])
 
     same_tiles = forward(tiles_run)
-    print(json.dumps({
-        "scene": f"{scene.name}: {width} x {height} px = {width * height / 1e6:.1f} Mpx "
-                 f"(real L8 mosaic tiled {args.factor}x{args.factor})",
-        "config": vars(args),
-        "geoseg_step_s": round(step_s, 2),
-        "geoseg_process_wall_s": round(process["wall_s"], 2),
-        "stage_timings_s": figures["timings"],
-        "chunk_task_seconds": figures["chunk_task_seconds"],
-        "tiles_run": tiles_run,
-        "global_grid_tiles": grid_tiles,
-        "forward_same_tiles_s": round(same_tiles, 2),
-        "ratio_step_vs_forward_same_tiles": round(step_s / same_tiles, 3),
-        "ratio_process_vs_forward_same_tiles": round(process["wall_s"] / same_tiles, 3),
-        "polygons": figures.get("polygons"),
-        "target": "<= 1.15 on CPU",
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "scene": f"{scene.name}: {width} x {height} px = {width * height / 1e6:.1f} Mpx "
+                f"(real L8 mosaic tiled {args.factor}x{args.factor})",
+                "config": vars(args),
+                "geoseg_step_s": round(step_s, 2),
+                "geoseg_process_wall_s": round(process["wall_s"], 2),
+                "stage_timings_s": figures["timings"],
+                "chunk_task_seconds": figures["chunk_task_seconds"],
+                "tiles_run": tiles_run,
+                "global_grid_tiles": grid_tiles,
+                "forward_same_tiles_s": round(same_tiles, 2),
+                "ratio_step_vs_forward_same_tiles": round(step_s / same_tiles, 3),
+                "ratio_process_vs_forward_same_tiles": round(process["wall_s"] / same_tiles, 3),
+                "polygons": figures.get("polygons"),
+                "target": "<= 1.15 on CPU",
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

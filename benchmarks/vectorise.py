@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-
 from pathlib import Path
 
 import pandas as pd
@@ -25,12 +24,12 @@ import rasterio.features
 from shapely.geometry import shape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
-from geoseg.executor import ExecutorSpec, open_executor  # noqa: E402
-from geoseg.tiling.grid import ChunkPlan  # noqa: E402
-from geoseg.types import Grid  # noqa: E402
-from geoseg.vector.vectorise import VectoriseJob, VectorSettings, vectorise  # noqa: E402
+from geoseg.executor import ExecutorSpec, open_executor
+from geoseg.tiling.grid import ChunkPlan
+from geoseg.types import Grid
+from geoseg.vector.vectorise import VectoriseJob, VectorSettings, vectorise
 
 
 def main() -> None:
@@ -43,8 +42,9 @@ def main() -> None:
     folder = common.CACHE / f"efficiency-x{args.factor}"
     classes = folder / "out" / "classes.tif"
     if not classes.exists():
-        workflow = common.write_workflow(common.enlarged_scene(args.factor), folder, chunk=2048,
-                                         tile=128, overlap=16)
+        workflow = common.write_workflow(
+            common.enlarged_scene(args.factor), folder, chunk=2048, tile=128, overlap=16
+        )
         common.run_measured(common.geoseg_command(workflow))
 
     def reference() -> tuple[int, pd.Series]:
@@ -62,16 +62,25 @@ def main() -> None:
     def reference_shapes_only() -> int:
         with rasterio.open(classes) as ds:
             data, transform = ds.read(1), ds.transform
-        return sum(1 for _ in rasterio.features.shapes(
-            data, mask=data > 0, connectivity=4, transform=transform))
+        return sum(
+            1
+            for _ in rasterio.features.shapes(
+                data, mask=data > 0, connectivity=4, transform=transform
+            )
+        )
 
     ref_count, ref_area = reference()
     ref_s = min(common.timed(reference_shapes_only)[1] for _ in range(args.repeat))
 
     with rasterio.open(classes) as ds:
         grid = Grid(ds.height, ds.width, ds.transform, ds.crs)
-    job = VectoriseJob(classes, folder / "out" / "confidence.tif", grid,
-                       ChunkPlan(grid.shape, (args.chunk, args.chunk)), VectorSettings())
+    job = VectoriseJob(
+        classes,
+        folder / "out" / "confidence.tif",
+        grid,
+        ChunkPlan(grid.shape, (args.chunk, args.chunk)),
+        VectorSettings(),
+    )
 
     def geoseg_run(spec: ExecutorSpec) -> tuple[int, pd.Series]:
         with open_executor(spec, show_progress=False) as ex:
@@ -85,21 +94,32 @@ def main() -> None:
             spec = ExecutorSpec(kind, workers)
             (count, area), _ = common.timed(geoseg_run, spec)  # warm-up and check
             assert count == ref_count, (count, ref_count)
-            pd.testing.assert_series_equal(area, ref_area, check_names=False, rtol=1e-9,
-                                           check_index_type=False)
+            pd.testing.assert_series_equal(
+                area, ref_area, check_names=False, rtol=1e-9, check_index_type=False
+            )
             best = min(common.timed(geoseg_run, spec)[1] for _ in range(args.repeat))
-            rows.append({"executor": kind, "workers": workers, "seconds": round(best, 2),
-                         "speedup_vs_shapes": round(ref_s / best, 3)})
-    print(json.dumps({
-        "class_map": f"{classes} ({grid.width} x {grid.height} px)",
-        "chunk": args.chunk,
-        "polygons": ref_count,
-        "identical": "polygon count and per-class areas equal to whole-scene shapes",
-        "rasterio_shapes_whole_scene_s": round(ref_s, 2),
-        "geoseg": rows,
-        "target": ">= 1.6x faster than shapes with 2 workers",
-    }, indent=2))
-
+            rows.append(
+                {
+                    "executor": kind,
+                    "workers": workers,
+                    "seconds": round(best, 2),
+                    "speedup_vs_shapes": round(ref_s / best, 3),
+                }
+            )
+    print(
+        json.dumps(
+            {
+                "class_map": f"{classes} ({grid.width} x {grid.height} px)",
+                "chunk": args.chunk,
+                "polygons": ref_count,
+                "identical": "polygon count and per-class areas equal to whole-scene shapes",
+                "rasterio_shapes_whole_scene_s": round(ref_s, 2),
+                "geoseg": rows,
+                "target": ">= 1.6x faster than shapes with 2 workers",
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -259,6 +259,12 @@ class Catalog:
             )
         return resolve_image_set(name, spec, self.path.parent)
 
+    def same_images(self, name: str, ref: ImageSetRef) -> bool:
+        """Whether image set ``name`` has exactly ``ref``'s images (set names may differ)."""
+        if name == ref.name:
+            return True
+        return name in self.spec.image_sets and self.image_set(name).images == ref.images
+
     def source(self, name: str) -> SourceRef:
         """Resolve the source called ``name``."""
         spec = self.spec.sources.get(name)

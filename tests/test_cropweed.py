@@ -154,7 +154,7 @@ def test_image_set_config_errors(tmp_path: Path) -> None:
 
 
 def test_polygon_annotations_and_plant_level_matches(tmp_path: Path) -> None:
-    from geoseg.evaluate.plants import plant_matches, plant_scores
+    from geoseg.evaluation.plants import plant_matches, plant_scores
     from geoseg.io.images import read_polygons
 
     ref = make_set(tmp_path, np.zeros((4, 5, 3), np.uint8)).image_set("s")

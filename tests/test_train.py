@@ -11,10 +11,10 @@ from geoseg.catalog import Catalog
 from geoseg.errors import OutputExistsError, TrainingError
 from geoseg.model.bundle import load_meta
 from geoseg.model.store import load_network
-from geoseg.train.chips import augment, cut, sample_chip_windows
-from geoseg.train.config import TrainConfig
-from geoseg.train.holdout import spatial_split
-from geoseg.train.loop import train
+from geoseg.training.chips import augment, cut, sample_chip_windows
+from geoseg.training.config import TrainConfig
+from geoseg.training.holdout import spatial_split
+from geoseg.training.loop import train
 from geoseg.types import Window
 from tests.conftest import NC_BANDS, REPO, needs_data
 

@@ -548,3 +548,22 @@ def test_overwrite_removes_outputs_the_new_run_no_longer_makes(
         "manifest.json",
         "report.html",
     ]
+
+
+def test_overrides_set_keys_and_are_validated_like_the_file(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    path = workflow(tmp_path, predict_block(tiny_bundle))
+    plan = plan_workflow(
+        path, {"steps.0.predict.chunk_size": "256", "steps.0.predict.vector": "{layer: x}"}
+    )
+    config = plan.steps[0].config
+    assert config.chunk_size == 256 and config.vector.layer == "x"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"override 'steps\.3\.predict\.x': steps in .* no '3'"):
+        plan_workflow(path, {"steps.3.predict.x": "1"})
+    with pytest.raises(ConfigError, match=r"unknown key 'steps\.0\.predict\.chunk_sise'"):
+        plan_workflow(path, {"steps.0.predict.chunk_sise": "256"})
+    result = runner.invoke(app, ["validate", str(path), "--set", "steps.0.predict.output=o2"])
+    assert result.exit_code == 0 and str(tmp_path / "o2" / "classes.tif") in result.output
+    result = runner.invoke(app, ["validate", str(path), "--set", "steps.0.predict.output"])
+    assert result.exit_code == 2 and "write KEY.PATH=VALUE" in result.output

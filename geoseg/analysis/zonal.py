@@ -11,7 +11,7 @@ pixels.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import shapely
 from affine import Affine
 from numpy.typing import NDArray
 
+from geoseg.analysis.instances import instances_per_zone
 from geoseg.errors import CatalogError, ConfigError, GridMismatchError
 from geoseg.executor import Executor
 from geoseg.io.raster import read_window
@@ -167,6 +168,27 @@ def zonal_table(
     out[f"mapped_{unit}"] = mapped
     out[f"nodata_{unit}"] = areas[:, len(codes)]
     return out
+
+
+def field_statistics(
+    classes: NDArray[np.integer],
+    grid: Grid,
+    fields: gpd.GeoDataFrame,
+    class_names: Mapping[int, str],
+    plants: gpd.GeoDataFrame,
+    counted: Sequence[str],
+    pressure: str,
+) -> pd.DataFrame:
+    """Per field of an in-memory class map: zonal statistics, plants and pressure.
+
+    The columns of :func:`zonal_table`, ``plants_<name>`` for each class name in ``counted``
+    (:func:`~geoseg.analysis.instances.instances_per_zone`), and ``weed_pressure``, the share
+    of the ``pressure`` class; the fields' attributes are kept, their geometry is not.
+    """
+    table = zonal_table(fields, count_in_zones(classes, grid.transform, fields), class_names, grid)
+    table = table.join(instances_per_zone(plants, fields, counted))
+    table["weed_pressure"] = table[f"share_{column_name(pressure)}"]
+    return table_frame(table)
 
 
 def table_frame(table: gpd.GeoDataFrame) -> pd.DataFrame:

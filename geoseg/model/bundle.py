@@ -176,6 +176,10 @@ class BundleMeta(ClosedModel):
         """Output channel ``k`` means class code ``class_codes[k]``."""
         return tuple(c.code for c in self.classes)
 
+    def class_code(self, name: str) -> int | None:
+        """The code of the class called ``name`` (``None`` when the model has none)."""
+        return next((c.code for c in self.classes if c.name == name), None)
+
     def class_name(self, code: int) -> str:
         """Name of class ``code``."""
         for info in self.classes:

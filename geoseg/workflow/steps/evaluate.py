@@ -13,8 +13,8 @@ from geoseg.catalog import SourceRef
 from geoseg.classes import class_info
 from geoseg.config import ClosedModel
 from geoseg.errors import GridMismatchError
-from geoseg.evaluate.report import plot_confusion, plot_overlay, write_metrics
-from geoseg.evaluate.run import (
+from geoseg.evaluation.report import plot_confusion, plot_overlay, write_metrics
+from geoseg.evaluation.run import (
     ERROR_COLOURS,
     ERROR_NAMES,
     EvaluateJob,

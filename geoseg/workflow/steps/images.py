@@ -22,9 +22,9 @@ from geoseg.analysis.zonal import field_layer
 from geoseg.catalog import Catalog, ImageSetRef
 from geoseg.config import ClosedModel
 from geoseg.errors import ConfigError
-from geoseg.evaluate.plants import plant_scores
-from geoseg.evaluate.report import plot_confusion, write_metrics
-from geoseg.evaluate.run import Counts
+from geoseg.evaluation.plants import plant_scores
+from geoseg.evaluation.report import plot_confusion, write_metrics
+from geoseg.evaluation.run import Counts
 from geoseg.export.atomic import atomic_path
 from geoseg.export.style import class_styles, style_path, vector_qml, write_style
 from geoseg.export.vector import convert, write_layers
@@ -131,7 +131,7 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
             return list(images)
         trained = meta.trained_image_set
         held = meta.held_out_items(trained) if trained else None
-        if trained is None or held is None or not _same_images(catalog, trained, ref):
+        if trained is None or held is None or not catalog.same_images(trained, ref):
             raise ConfigError(
                 f"images: holdout needs a model trained on the images of image set '{ref.name}' "
                 f"that records which it held out; '{meta.name}' does not: list the image ids"
@@ -247,18 +247,11 @@ def _write_csv(table: pd.DataFrame, path: Path) -> None:
 
 
 def _class_code(meta: BundleMeta, name: str | None, what: str) -> int | None:
+    """The model's code for class ``name`` given as ``what`` (None stays None)."""
     if name is None:
         return None
-    for info in meta.classes:
-        if info.name == name:
-            return info.code
-    raise ConfigError(
-        f"{what} '{name}' is not a class of model '{meta.name}': {[c.name for c in meta.classes]}"
-    )
-
-
-def _same_images(catalog: Catalog, trained: str, ref: ImageSetRef) -> bool:
-    """Whether the model's training image set has exactly ``ref``'s images (names may differ)."""
-    if trained == ref.name:
-        return True
-    return trained in catalog.spec.image_sets and catalog.image_set(trained).images == ref.images
+    code = meta.class_code(name)
+    if code is None:
+        names = [c.name for c in meta.classes]
+        raise ConfigError(f"{what} '{name}' is not a class of model '{meta.name}': {names}")
+    return code

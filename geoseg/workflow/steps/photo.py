@@ -3,7 +3,7 @@
 The task wires the packages that own each concept: stitched in-memory prediction
 (:mod:`geoseg.stitch`), the class-map COG (:mod:`geoseg.export.raster`), plants and the weed grid
 (:mod:`geoseg.analysis`), per-field statistics (:mod:`geoseg.analysis.zonal`), the comparison
-with annotations and plant-level matches (:mod:`geoseg.evaluate`).
+with annotations and plant-level matches (:mod:`geoseg.evaluation`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geoseg.analysis.instances import instances, instances_per_zone
+from geoseg.analysis.instances import instances
 from geoseg.analysis.weedgrid import weed_grid
-from geoseg.analysis.zonal import column_name, count_in_zones, table_frame, zonal_table
+from geoseg.analysis.zonal import field_statistics
 from geoseg.catalog import ImageSetRef
-from geoseg.evaluate.plants import plant_matches
-from geoseg.evaluate.report import plot_overlay
-from geoseg.evaluate.run import CORRECT, ERROR_COLOURS, ERROR_NAMES, WRONG_CLASS, Counts, compare
+from geoseg.evaluation.plants import plant_matches
+from geoseg.evaluation.report import plot_overlay
+from geoseg.evaluation.run import CORRECT, ERROR_COLOURS, ERROR_NAMES, WRONG_CLASS, Counts, compare
 from geoseg.export.raster import write_cog
 from geoseg.export.style import ClassStyle
 from geoseg.io.images import read_image, read_labels, read_polygons
@@ -166,13 +166,10 @@ def _field_table(
         return pd.DataFrame()
     if "image_id" in fields.columns:
         fields = fields[fields.image_id.astype(str) == item]
-    names = job.classes.names
-    table = zonal_table(fields, count_in_zones(classes, grid.transform, fields), names, grid)
-    plants_per_field = instances_per_zone(
-        plants, fields, [names[job.classes.crop], names[job.classes.weed]]
+    names, crop, weed = job.classes.names, job.classes.crop, job.classes.weed
+    table = field_statistics(
+        classes, grid, fields, names, plants, [names[crop], names[weed]], names[weed]
     )
-    table = table.join(plants_per_field)
-    table["weed_pressure"] = table[f"share_{column_name(names[job.classes.weed])}"]
-    frame = table_frame(table).drop(columns="image_id", errors="ignore")
-    frame.insert(0, "image_id", item)
-    return frame
+    table = table.drop(columns="image_id", errors="ignore")
+    table.insert(0, "image_id", item)
+    return table

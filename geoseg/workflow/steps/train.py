@@ -14,7 +14,7 @@ from typing import ClassVar
 from geoseg.catalog import SourceRef
 from geoseg.errors import ConfigError
 from geoseg.model.bundle import BUNDLE_SUFFIX
-from geoseg.train.config import TrainConfig
+from geoseg.training.config import TrainConfig
 from geoseg.workflow.manifest import Figures, ModelRecord, Provenance
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
 from geoseg.workflow.transaction import Transaction
@@ -90,7 +90,7 @@ class PlannedTrain(PlannedStep[TrainConfig]):
 
     def run(self, ctx: RunContext, tx: Transaction) -> Outcome:
         """Train into the staging folder."""
-        from geoseg.train.loop import train
+        from geoseg.training.loop import train
 
         result = train(self.config, ctx.catalog, tx.stage(self.output), ctx.show_progress)
         validation = result.meta.metrics.get("validation", {})

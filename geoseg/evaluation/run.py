@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from geoseg.evaluate.boundary import boundary_counts
-from geoseg.evaluate.metrics import Scores, scores
+from geoseg.evaluation.boundary import boundary_counts
+from geoseg.evaluation.metrics import Scores, scores
 from geoseg.executor import Executor
 from geoseg.export.raster import write_part
 from geoseg.io.labels import Labels

@@ -109,7 +109,7 @@ def scores(
     """Per-class IoU/precision/recall/F1, macro mIoU over classes present in the reference.
 
     ``boundary`` (per class ``[pred_total, pred_matched, ref_total, ref_matched]``, see
-    :mod:`geoseg.evaluate.boundary`) adds boundary precision/recall/F per class and overall.
+    :mod:`geoseg.evaluation.boundary`) adds boundary precision/recall/F per class and overall.
     """
     k = len(codes)
     square = matrix[:, :k]

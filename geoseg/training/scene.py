@@ -21,8 +21,8 @@ from geoseg.io.labels import open_labels
 from geoseg.io.source import RasterSource
 from geoseg.model.bundle import BandStats, DataProvenance, InputProfile
 from geoseg.stitch.predict import valid_mask
-from geoseg.train.config import ValidationConfig
-from geoseg.train.holdout import Split, spatial_split
+from geoseg.training.config import ValidationConfig
+from geoseg.training.holdout import Split, spatial_split
 
 #: Pixel "size" and unit recorded for image sets processed in pixel coordinates.
 PIXEL_UNITS = "pixel"

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from geoseg.catalog import Catalog
 from geoseg.classes import class_info
 from geoseg.errors import TrainingError
-from geoseg.evaluate.metrics import Scores, confusion_matrix, scores
+from geoseg.evaluation.metrics import Scores, confusion_matrix, scores
 from geoseg.executor import progress_bar
 from geoseg.export.atomic import atomic_path
 from geoseg.model.bundle import BundleMeta, ClassInfo
@@ -33,10 +33,10 @@ from geoseg.model.store import save_bundle
 from geoseg.stitch.predict import InferenceSpec
 from geoseg.stitch.reference import predict_in_memory
 from geoseg.tiling.grid import TileGrid
-from geoseg.train.card import model_card
-from geoseg.train.chips import augment, cut, sample_chip_windows
-from geoseg.train.config import TrainConfig
-from geoseg.train.scene import Scene, load_image_set, load_scene
+from geoseg.training.card import model_card
+from geoseg.training.chips import augment, cut, sample_chip_windows
+from geoseg.training.config import TrainConfig
+from geoseg.training.scene import Scene, load_image_set, load_scene
 
 log = logging.getLogger(__name__)
 

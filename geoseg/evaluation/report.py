@@ -24,7 +24,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 from numpy.typing import NDArray
 
-from geoseg.evaluate.metrics import Scores
+from geoseg.evaluation.metrics import Scores
 from geoseg.export.atomic import atomic_path
 
 CSV_COLUMNS = [
