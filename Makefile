@@ -1,6 +1,8 @@
 # geoseg: the two commands of README.md.
 #   make demo   install everything into .venv and run workflows/demo.yaml
 #   make test   install everything (with test tools) and run the test suite
+#   make lint   ruff (lint + format check) and mypy --strict; CI runs it before the tests
+# PYTEST_ARGS='-m "not slow"' skips the slow end-to-end tests during development.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,6 +24,6 @@ test: install
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check geoseg tests samples
-	$(BIN)/ruff format --check geoseg tests samples
+	$(BIN)/ruff check geoseg tests samples benchmarks
+	$(BIN)/ruff format --check geoseg tests samples benchmarks
 	$(BIN)/mypy geoseg

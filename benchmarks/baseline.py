@@ -25,12 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 from geoseg.catalog import Catalog
-from geoseg.evaluation.run import EvaluateJob, evaluate, summarise
+from geoseg.evaluation.run import EvaluateJob, evaluate
 from geoseg.executor import Executor, ExecutorSpec
 from geoseg.io.labels import open_labels
 from geoseg.io.source import RasterSource
 from geoseg.stitch.predict import valid_mask
 from geoseg.tiling.grid import ChunkPlan
+from geoseg.training.config import TrainConfig
 from geoseg.training.holdout import spatial_split
 from geoseg.workflow.schema import load_workflow
 
@@ -53,8 +54,8 @@ def main() -> None:
 
     from geoseg.model.bundle import load_meta
 
-    _, workflow = load_workflow(args.workflow)
-    step = next(s.train for s in workflow.steps if s.train is not None)
+    _, _, steps = load_workflow(args.workflow)
+    step = next(s.config for s in steps if isinstance(s.config, TrainConfig))
     catalog = Catalog.load(common.REPO / "data_catalog.yaml")
     source = RasterSource.open(catalog.source(step.source))
     source = source.select(step.bands or list(source.band_names))
@@ -129,8 +130,7 @@ def main() -> None:
             holdout,
             folder / f"parts-{name}",
         )
-        matrix, boundary = evaluate(job, ex)
-        result = summarise(matrix, boundary, classes, [], 3)
+        result = evaluate(job, ex).scores(classes, [], 3)
         results[name] = {
             "miou": round(result.miou or 0, 4),
             "overall_accuracy": round(result.overall_accuracy or 0, 4),

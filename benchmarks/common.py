@@ -73,13 +73,13 @@ def benchmark_bundle() -> Path:
     from geoseg.catalog import Catalog
     from geoseg.model.bundle import BandStats, load_meta
     from geoseg.model.store import load_network, save_bundle
+    from geoseg.training.config import TrainConfig
     from geoseg.training.loop import train
-    from geoseg.workflow.schema import TrainStep
 
     CACHE.mkdir(parents=True, exist_ok=True)
     nc = CACHE / "nc-rgb.geoseg"
     if not nc.exists():
-        step = TrainStep(
+        step = TrainConfig(
             source="nc-landsat7", output=str(nc), bands=BANDS, epochs=8, threads=2, device="cpu"
         )
         train(step, Catalog.load(REPO / "data_catalog.yaml"), nc, show_progress=False)

@@ -201,6 +201,7 @@ def test_cwfid_is_read_in_pixel_coordinates() -> None:
     assert set(np.unique(codes)) == {1, 2, 3}
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:'crs' was not provided")  # pixel coordinates
 @needs_data()
 def test_crop_weed_workflow_outputs_say_pixel_coordinates(tmp_path: Path) -> None:

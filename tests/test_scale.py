@@ -66,6 +66,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Pa
     return folder
 
 
+@pytest.mark.slow
 def test_other_chunk_size_and_a_local_cluster_give_identical_outputs(
     reference: Path, tmp_path: Path, tiny_bundle: Path
 ) -> None:
@@ -84,6 +85,7 @@ def test_other_chunk_size_and_a_local_cluster_give_identical_outputs(
     assert_same_outputs(reference, cluster)
 
 
+@pytest.mark.slow
 def test_the_process_pool_executor_gives_identical_outputs(
     reference: Path, tmp_path: Path, tiny_bundle: Path
 ) -> None:
@@ -91,6 +93,7 @@ def test_the_process_pool_executor_gives_identical_outputs(
     assert_same_outputs(reference, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_does_not_change_outputs(
     reference: Path, tmp_path: Path, tiny_bundle: Path
 ) -> None:
@@ -148,6 +151,7 @@ def start_and_kill(workflow: Path, out: Path, after_chunks: int) -> int:
     return len(list(parts.glob("r*.json")))
 
 
+@pytest.mark.slow
 def test_resume_after_kill_recomputes_only_missing_chunks(
     reference: Path, tmp_path: Path, tiny_bundle: Path
 ) -> None:
@@ -161,6 +165,7 @@ def test_resume_after_kill_recomputes_only_missing_chunks(
     assert_same_outputs(reference, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_changed_config_refuses_to_resume(tmp_path: Path, tiny_bundle: Path) -> None:
     start_and_kill(write_workflow(tmp_path, tiny_bundle), tmp_path / "out", after_chunks=2)
     changed = write_workflow(tmp_path, tiny_bundle, min_area=5000)
@@ -227,6 +232,7 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path, tiny_bundle:
         run_workflow(workflow, show_progress=False)
 
 
+@pytest.mark.slow
 def test_stale_outputs_go_even_after_an_interrupted_overwrite(
     tmp_path: Path, tiny_bundle: Path
 ) -> None:

@@ -123,6 +123,7 @@ def test_validate_every_keep_last_and_dice_loss_record_what_they_say(tmp_path: P
     assert "last epoch (3), not selected on the hold-out" in card
 
 
+@pytest.mark.slow
 @needs_data()
 def test_multi_source_training_gives_a_profile_per_source_and_predicts_both(
     tmp_path: Path,

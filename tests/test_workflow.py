@@ -227,6 +227,7 @@ def test_outputs_open_in_gdal_clients(predicted: tuple[Path, Path, int]) -> None
     assert "LAYOUT=COG" in info and "Color Table" in info and "NoData Value=0" in info
 
 
+@pytest.mark.slow
 @needs_data()
 def test_every_vector_format_reads_back_with_the_same_attributes_and_geometries(
     predicted: tuple[Path, Path, int],
@@ -325,6 +326,7 @@ def test_cli_version_inspect_and_catalog() -> None:
     assert result.exit_code == 1 and "not a raster GDAL can open" in result.output
 
 
+@pytest.mark.slow
 @needs_data()
 def test_a_killed_run_leaves_nothing_that_looks_finished(tmp_path: Path, tiny_bundle: Path) -> None:
     import os
