@@ -367,23 +367,15 @@ def test_real_class_map_polygons_equal_whole_scene_polygonize(
     from geoseg.executor import Executor, ExecutorSpec
     from geoseg.tiling.grid import ChunkPlan
     from geoseg.types import Grid
-    from geoseg.vector.vectorise import (
-        VectoriseJob,
-        VectorSettings,
-        find_regions,
-        sieved_window,
-        vectorise,
-    )
+    from geoseg.vector.vectorise import VectoriseJob, VectorSettings, vectorise
+    from tests import oracles
 
     _, out, _ = predicted
     with rasterio.open(out / "classes.tif") as ds:
         grid = Grid(ds.height, ds.width, ds.transform, ds.crs)
+        classes = ds.read(1)
     settings = VectorSettings(min_area_m2=3000)
-    whole = ChunkPlan(grid.shape, grid.shape)
-    job = VectoriseJob(out / "classes.tif", None, grid, whole, settings)
-    sieved = sieved_window(
-        job, find_regions(job, Executor(ExecutorSpec(), False)), whole.chunks()[0]
-    )
+    sieved = oracles.sieve(classes, settings.min_pixels(grid))  # plain whole-scene reference
     reference = [
         (shape(g), int(v))
         for g, v in rasterio.features.shapes(
