@@ -45,6 +45,9 @@ DEFAULT_CATALOG = Path("data_catalog.yaml")
 
 SourceLike = str | Path
 
+#: Suffixes that make a missing path an error about the file, not about a catalog name.
+RASTERS = {".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc"}
+
 
 @dataclass(frozen=True)
 class Model:
@@ -213,7 +216,7 @@ def _catalog_for(
 ) -> tuple[Catalog, str]:
     """The catalog and source name for a catalog name or a raster file."""
     path = Path(source)
-    if isinstance(source, str) and not path.suffix and not path.exists():
+    if isinstance(source, str) and not path.exists() and path.suffix.lower() not in RASTERS:
         return Catalog.load(_catalog_path(catalog)), source
     path = path.resolve()
     with open_raster(path) as ds:

@@ -178,6 +178,7 @@ def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int])
     assert (layer.area_m2 >= 3000 - 1e-6).mean() > 0.9
     geojson = pyogrio.read_dataframe(out / "landcover.geojson")
     assert geojson.crs.to_epsg() == 4326 and len(geojson) == len(layer)
+    assert pyogrio.list_layers(out / "landcover.geojson")[0][0] == "landcover", "not a temp name"
     parquet = gpd.read_parquet(out / "landcover.parquet")
     assert len(parquet) == len(layer) and list(parquet.columns) == list(layer.columns)
     assert "categorizedSymbol" in (out / "landcover.qml").read_text()

@@ -224,7 +224,7 @@ def convert(source: Path, layer: str, path: Path, fmt: VectorFormat, overwrite: 
             for index, frame in enumerate(read_batches(source, layer)):
                 if fmt == "geojson":
                     pyogrio.write_dataframe(
-                        frame.to_crs(4326), tmp, driver="GeoJSON", append=index > 0
+                        frame.to_crs(4326), tmp, layer=layer, driver="GeoJSON", append=index > 0
                     )
                 elif fmt == "parquet":
                     table = _parquet_table(frame)
