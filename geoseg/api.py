@@ -35,10 +35,14 @@ from geoseg.io.source import RasterSource
 from geoseg.model.bundle import BundleMeta, ClassInfo, load_meta
 from geoseg.stitch.augment import Augment
 from geoseg.stitch.predict import WindowPrediction
-from geoseg.workflow.kinds import KINDS
 from geoseg.workflow.plan import plan_steps
 from geoseg.workflow.run import StepReport, run_plan
-from geoseg.workflow.schema import ExecutorConfig, StepConfig, Workflow
+from geoseg.workflow.schema import StepConfig
+from geoseg.workflow.step import PlannedStep
+from geoseg.workflow.steps.evaluate import EvaluateFigures, PlannedEvaluate
+from geoseg.workflow.steps.predict import PlannedPredict
+from geoseg.workflow.steps.predict_report import PredictFigures
+from geoseg.workflow.steps.train import PlannedTrain, TrainFigures
 
 #: The catalog used when none is given: ``data_catalog.yaml`` in the working folder.
 DEFAULT_CATALOG = Path("data_catalog.yaml")
@@ -134,12 +138,12 @@ def predict(
     executor: ExecutorSpec | None = None,
     show_progress: bool = False,
     **options: Any,
-) -> StepReport:
+) -> StepReport[PredictFigures]:
     """Run a ``predict`` step; ``options`` are its keys (``chunk_size``, ``vector`` ...)."""
     bundle = model.path if isinstance(model, Model) else Path(model).resolve()
     resolved, name = _catalog_for(source, catalog, bands, units, bundle)
     config = {**options, "source": name, "model": str(bundle), "output": str(output)}
-    return _run("predict", config, resolved, overwrite, resume, executor, show_progress)
+    return _run(PlannedPredict, config, resolved, overwrite, resume, executor, show_progress)
 
 
 def evaluate(
@@ -151,11 +155,11 @@ def evaluate(
     executor: ExecutorSpec | None = None,
     show_progress: bool = False,
     **options: Any,
-) -> StepReport:
+) -> StepReport[EvaluateFigures]:
     """Run an ``evaluate`` step against a catalog source's labels (``labels=``, ``tolerance=``)."""
     resolved, name = _catalog_for(source, catalog, None, "DN", None)
     config = {**options, "prediction": str(prediction), "source": name, "output": str(output)}
-    return _run("evaluate", config, resolved, overwrite, False, executor, show_progress)
+    return _run(PlannedEvaluate, config, resolved, overwrite, False, executor, show_progress)
 
 
 def train(
@@ -164,36 +168,30 @@ def train(
     overwrite: bool = False,
     show_progress: bool = False,
     **options: Any,
-) -> StepReport:
+) -> StepReport[TrainFigures]:
     """Run a ``train`` step: ``source=`` (with ``labels=``), ``sources=`` or ``image_set=``."""
     resolved = Catalog.load(_catalog_path(catalog))
     config = {**options, "output": str(output)}
-    return _run("train", config, resolved, overwrite, False, None, show_progress)
+    return _run(PlannedTrain, config, resolved, overwrite, False, None, show_progress)
 
 
 def _run(
-    kind: str,
+    step: type[PlannedStep[Any]],
     options: dict[str, Any],
     catalog: Catalog,
     overwrite: bool,
     resume: bool,
     executor: ExecutorSpec | None,
     show_progress: bool,
-) -> StepReport:
-    """One step, planned and run as a one-step workflow (``geoseg.KIND`` names it in errors)."""
-    where = Path.cwd() / f"geoseg.{kind}"
-    config = parse_model(KINDS[kind].config_type, options, where, "options")
+) -> StepReport[Any]:
+    """One step, planned and run as a one-step workflow (``geoseg.KIND()`` names it in errors).
+
+    Relative paths in ``options`` are relative to the working folder.
+    """
+    origin = f"geoseg.{step.kind}()"
+    config = parse_model(step.config_type, options, Path(origin), "options of")
     spec = executor or ExecutorSpec()
-    workflow = Workflow(
-        version=1,
-        name=f"geoseg.{kind}",
-        catalog=str(catalog.path),
-        executor=ExecutorConfig(
-            kind=spec.kind, workers=spec.workers, address=spec.address, retries=spec.retries
-        ),
-        steps=[{kind: config.model_dump(mode="json")}],
-    )
-    plan = plan_steps(where, workflow, catalog, [StepConfig(kind, config)])
+    plan = plan_steps(Path.cwd() / origin, catalog, [StepConfig(step.kind, config)], spec, origin)
     return run_plan(plan, overwrite, show_progress, resume, spec)[0]
 
 

@@ -319,6 +319,8 @@ class ImageSetRef:
 
     def grid(self, height: int, width: int) -> Grid:
         """The grid of an image of this set: the asserted one, or pixel coordinates (no CRS)."""
+        if self.georeference is None:
+            return Grid.pixels(height, width)
         return Grid(height, width, self.transform, self.crs)
 
     @property

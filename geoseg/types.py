@@ -79,6 +79,9 @@ class Window:
         return f"rows {self.row}:{self.row_end}, cols {self.col}:{self.col_end}"
 
 
+#: The length unit of a grid without a CRS.
+PIXEL_UNIT = "pixel"
+
 #: How outputs on a grid without a CRS describe their coordinates.
 PIXEL_NOTE = "image pixel coordinates (x = column, y = row, origin top-left); NOT georeferenced"
 
@@ -197,14 +200,20 @@ class Grid:
     def crs_units(self) -> str:
         """The CRS's linear unit name, 'degree' for geographic CRSs, 'pixel' without a CRS."""
         if self.crs is None:
-            return "pixel"
+            return PIXEL_UNIT
         if self.crs.is_geographic:
             return "degree"
         return str(self.crs.linear_units)
 
     @property
     def metres_per_unit(self) -> float | None:
-        """Metres in one CRS linear unit; ``None`` for geographic CRSs and pixel coordinates."""
-        if self.crs is None or self.crs.is_geographic:
+        """Metres in one CRS linear unit; ``None`` for geographic CRSs (measure geodesically).
+
+        On a grid in pixel coordinates lengths are in pixels: 1.0, so "metre" measures of such
+        a grid are pixel measures (px, px²), which its outputs say.
+        """
+        if self.crs is None:
+            return 1.0
+        if self.crs.is_geographic:
             return None
         return float(self.crs.linear_units_factor[1])

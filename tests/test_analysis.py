@@ -119,3 +119,36 @@ def test_change_needs_one_grid(tmp_path: Path, write_raster: Callable[..., Path]
     )
     with pytest.raises(GridMismatchError, match=r"are not on one grid"):
         run_workflow(workflow(tmp_path, body), show_progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_metric_analyses_refuse_class_maps_in_pixel_coordinates(
+    tmp_path: Path, write_raster: Callable[..., Path]
+) -> None:
+    from geoseg.errors import GeoreferenceError
+
+    photo = write_raster("photo.tif", np.ones((8, 8), dtype=np.uint8), crs=None, transform=None)
+    body = (
+        f"  - change:\n      before: {photo}\n      after: {photo}\n"
+        f"      output: {tmp_path / 'change'}\n"
+        f"  - zonal:\n      classes: {photo}\n      zones: {photo}\n"
+        f"      output: {tmp_path / 'zonal'}\n"
+    )
+    with pytest.raises(GeoreferenceError, match=r"change areas in m² .*photo\.tif.* needs a geo"):
+        run_workflow(workflow(tmp_path, body), show_progress=False)
+    assert not (tmp_path / "change" / "transitions.csv").exists()
+
+
+def test_two_steps_may_not_share_an_output_folder(tmp_path: Path) -> None:
+    from geoseg.errors import ConfigError
+    from geoseg.workflow.plan import plan_workflow
+
+    (tmp_path / "a.tif").write_bytes(b"")
+    body = (
+        f"  - change:\n      before: {tmp_path / 'a.tif'}\n      after: {tmp_path / 'a.tif'}\n"
+        f"      output: {tmp_path / 'out'}\n"
+        f"  - zonal:\n      classes: {tmp_path / 'a.tif'}\n      zones: {tmp_path / 'a.tif'}\n"
+        f"      output: {tmp_path / 'out'}\n"
+    )
+    with pytest.raises(ConfigError, match=r"steps\.1\.zonal writes into .*out, which step 0"):
+        plan_workflow(workflow(tmp_path, body))

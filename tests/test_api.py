@@ -91,7 +91,8 @@ def test_api_predict_is_the_workflow_step(tmp_path: Path, monkeypatch: pytest.Mo
         chunk_size=256,
         vector={"min_area_m2": 4000, "formats": ["gpkg"], "layer": "landcover"},
     )
-    assert again.up_to_date and again.figures is None, "same inputs and config: a no-op"
+    assert again.up_to_date, "same inputs and config: a no-op"
+    assert again.figures == report.figures, "its figures come from the manifest"
     with pytest.raises(OutputExistsError, match=r"classes\.tif exists; pass --overwrite"):
         geoseg.predict("nc-landsat7-sample", MODEL, "api", catalog=CATALOG, chunk_size=512)
 
@@ -103,7 +104,7 @@ def test_api_errors_name_the_option_and_the_fix(
     with pytest.raises(ConfigError, match=r"no catalog given and no data_catalog\.yaml in"):
         geoseg.predict("nc-landsat7-sample", MODEL, "out")
     with pytest.raises(
-        ConfigError, match=r"geoseg\.predict is invalid:\n  - unknown key 'tile_sise'; allowed"
+        ConfigError, match=r"geoseg\.predict\(\) is invalid:\n  - unknown key 'tile_sise'; allowed"
     ):
         geoseg.predict("nc-landsat7-sample", MODEL, "out", catalog=CATALOG, tile_sise=64)
     sample = REPO / "samples" / "nc_landsat7_2000.tif"

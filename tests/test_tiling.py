@@ -76,3 +76,17 @@ def test_halo_is_the_union_of_tiles() -> None:
     halo = halo_window(tiles)
     assert halo.row == min(t.row for t in tiles) and halo.col == -4
     assert all(t.intersection(halo) == t for t in tiles)
+
+
+def test_a_grid_in_pixel_coordinates_says_so_and_refuses_metric_uses() -> None:
+    from geoseg.errors import GeoreferenceError
+
+    photo = Grid.pixels(966, 1296)
+    assert not photo.is_georeferenced and photo.crs_units == "pixel" and photo.crs_wkt is None
+    assert photo.metres_per_unit == 1.0 and photo.pixel_area == 1.0, "measures are in pixels"
+    assert photo.same_as(Grid.pixels(966, 1296)) and not photo.same_as(
+        Grid(966, 1296, photo.transform, "EPSG:32632")
+    )
+    assert "none (pixel coordinates)" in photo.describe()
+    with pytest.raises(GeoreferenceError, match=r"a STAC Item needs a georeferenced grid"):
+        photo.require_crs("a STAC Item")

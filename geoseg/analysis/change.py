@@ -97,6 +97,12 @@ def transition_table(
     return pd.DataFrame(counts[np.ix_(seen, seen)] * pixel_m2, index=labels, columns=labels)
 
 
+def changed_area(table: pd.DataFrame) -> float:
+    """Area that changed class, from a :func:`transition_table` (off-diagonal sum)."""
+    matrix = table.to_numpy()
+    return float(matrix.sum() - np.trace(matrix))
+
+
 def change_names(names: Mapping[int, str]) -> dict[int, str]:
     """Names of every possible change code, e.g. ``tree -> built-up``."""
 

@@ -170,6 +170,12 @@ def zonal_table(
     return out
 
 
+def without_absent_classes(table: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The table without the area and share columns of classes absent from every zone."""
+    keep = [c for c in table.columns if not c.startswith(("area_", "share_")) or table[c].any()]
+    return table[keep]
+
+
 def field_statistics(
     classes: NDArray[np.integer],
     grid: Grid,

@@ -166,7 +166,7 @@ def _overrides(pairs: list[str] | None) -> dict[str, str]:
     return found
 
 
-def _print_report(report: StepReport) -> None:
+def _print_report(report: StepReport[Any]) -> None:
     """A step's outputs and figures, as ``geoseg run`` prints them."""
     state = "up to date, nothing to do" if report.up_to_date else "done"
     out.print(f"step {report.index} ({report.kind}) {state}:", highlight=False)
@@ -234,7 +234,7 @@ def evaluate_command(
     """Compare a class map with reference labels: IoU, mIoU, boundary F, plots, error map."""
     import geoseg.api
 
-    def action() -> StepReport:
+    def action() -> StepReport[Any]:
         codes = [int(c) for c in ignore.split(",")] if ignore else []
         return geoseg.api.evaluate(
             prediction.resolve(),
@@ -279,7 +279,7 @@ def train_command(
     """Train a network from a labelled catalog source and write a model bundle."""
     import geoseg.api
 
-    def action() -> StepReport:
+    def action() -> StepReport[Any]:
         return geoseg.api.train(
             output.resolve(),
             catalog=catalog,

@@ -27,6 +27,9 @@ from numpy.typing import NDArray
 from geoseg.evaluation.metrics import Scores
 from geoseg.export.atomic import atomic_path
 
+#: The files :func:`write_metrics` writes.
+METRICS_JSON, METRICS_CSV = "metrics.json", "metrics.csv"
+
 CSV_COLUMNS = [
     "class",
     "code",
@@ -47,7 +50,7 @@ def write_metrics(
 ) -> tuple[Path, Path]:
     """``metrics.json`` (everything) and ``metrics.csv`` (one row per class, then overall)."""
     figures = {**extra, **result.as_dict(dict(names))}
-    json_path, csv_path = folder / "metrics.json", folder / "metrics.csv"
+    json_path, csv_path = folder / METRICS_JSON, folder / METRICS_CSV
     with atomic_path(json_path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     buffer = io.StringIO()

@@ -13,6 +13,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import shapely
+import shapely.affinity
 import yaml
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
@@ -84,13 +85,15 @@ def read_labels(ref: ImageSetRef, item: str) -> NDArray[np.uint8]:
 
 
 def read_polygons(path: Path, ref: ImageSetRef) -> gpd.GeoDataFrame:
-    """Polygon annotations in image pixel coordinates.
+    """Polygon annotations in the image set's coordinates (pixels, or the asserted CRS).
 
-    The file is YAML with an ``annotation:`` list of ``{type, points: {x: [...], y: [...]}}``;
-    ``type`` is a class name of the image set. Columns: ``annotation_id, class_id, class_name,
-    outline`` (``polygon``, or ``point`` for a plant marked by fewer than 3 points, which becomes
-    a 3 px square around them). Self-intersecting outlines are repaired (``shapely.make_valid``,
-    polygonal parts kept), never dropped.
+    The file is YAML with an ``annotation:`` list of ``{type, points: {x: [...], y: [...]}}``
+    in image pixel coordinates; ``type`` is a class name of the image set. With asserted
+    georeferencing the outlines are placed on the asserted grid (``ref.transform``) and carry its
+    CRS. Columns: ``annotation_id, class_id, class_name, outline`` (``polygon``, or ``point``
+    for a plant marked by fewer than 3 points, which becomes a 3 px square around them).
+    Self-intersecting outlines are repaired (``shapely.make_valid``, polygonal parts kept),
+    never dropped.
     """
     codes = {name: code for code, name, _ in ref.classes}
     try:
@@ -124,6 +127,10 @@ def read_polygons(path: Path, ref: ImageSetRef) -> gpd.GeoDataFrame:
             form = "polygon"
         parts = [g for g in getattr(outline, "geoms", [outline]) if g.geom_type == "Polygon"]
         rows.append((index, codes[kind], kind, form, shapely.MultiPolygon(parts).buffer(0)))
+    t = ref.transform
+    geometry = [
+        shapely.affinity.affine_transform(r[4], [t.a, t.b, t.d, t.e, t.c, t.f]) for r in rows
+    ]
     return gpd.GeoDataFrame(
         {
             "annotation_id": [r[0] for r in rows],
@@ -131,6 +138,6 @@ def read_polygons(path: Path, ref: ImageSetRef) -> gpd.GeoDataFrame:
             "class_name": [r[2] for r in rows],
             "outline": [r[3] for r in rows],
         },
-        geometry=[r[4] for r in rows],
-        crs=None,
+        geometry=geometry,
+        crs=ref.crs,
     )

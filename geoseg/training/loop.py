@@ -116,13 +116,17 @@ def _chip_counts(
 
 
 def train(
-    step: TrainConfig, catalog: Catalog, output: Path, show_progress: bool = True
+    step: TrainConfig,
+    catalog: Catalog,
+    output: Path,
+    show_progress: bool = True,
+    checkpoints: Path | None = None,
 ) -> TrainResult:
     """Train a network as ``step`` says and write its bundle to ``output`` (a new folder).
 
-    Checkpoints go to ``OUTPUT.checkpoints`` beside it. Whether an existing bundle may be
-    replaced is the caller's decision (the workflow's step transaction writes into a fresh
-    staging folder).
+    Checkpoints (``last.pt``, ``best.pt``) go to ``checkpoints``, by default
+    ``OUTPUT.checkpoints`` beside the bundle. Whether an existing bundle may be replaced is the
+    caller's decision (the workflow's step transaction trains into a fresh staging folder).
     """
     torch.manual_seed(step.seed)
     rng = np.random.default_rng(step.seed)
@@ -170,7 +174,7 @@ def train(
         optimiser, max_lr=step.learning_rate, total_steps=step.epochs * steps_per_epoch
     )
     loss_fn = _loss(step, torch.from_numpy(weights).to(device))
-    checkpoints = output.with_name(output.name + ".checkpoints")
+    checkpoints = checkpoints or output.with_name(output.name + ".checkpoints")
     checkpoints.mkdir(parents=True, exist_ok=True)
     chips = _chip_counts(scenes, targets, step.chips_per_epoch)
 

@@ -23,9 +23,7 @@ from geoseg.model.bundle import BandStats, DataProvenance, InputProfile
 from geoseg.stitch.predict import valid_mask
 from geoseg.training.config import ValidationConfig
 from geoseg.training.holdout import Split, spatial_split
-
-#: Pixel "size" and unit recorded for image sets processed in pixel coordinates.
-PIXEL_UNITS = "pixel"
+from geoseg.types import PIXEL_UNIT
 
 
 @dataclass(frozen=True)
@@ -185,7 +183,7 @@ def load_image_set(
                 std,
                 ref.units,
                 geo.pixel_size if geo else 1.0,
-                "metre" if geo else PIXEL_UNITS,
+                "metre" if geo else PIXEL_UNIT,
                 provenance,
                 table,
             )

@@ -22,7 +22,7 @@ def measure(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """``(area_m2, perimeter_m)`` of each geometry (holes count in the perimeter)."""
     geoms = np.array(geometries, dtype=object)
-    factor = 1.0 if grid.crs is None else grid.metres_per_unit
+    factor = grid.metres_per_unit
     if factor is not None:
         return shapely.area(geoms) * factor**2, shapely.length(geoms) * factor
     crs = grid.require_crs("measuring in metres")
@@ -35,7 +35,7 @@ def measure(
 
 def pixel_area_m2(grid: Grid) -> float:
     """Area of one pixel in square metres (at the scene centre for geographic CRSs; px² without)."""
-    factor = 1.0 if grid.crs is None else grid.metres_per_unit
+    factor = grid.metres_per_unit
     if factor is not None:
         return grid.pixel_area * factor**2
     centre = grid.transform @ (grid.width / 2, grid.height / 2)

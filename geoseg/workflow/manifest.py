@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,8 @@ from geoseg.export.atomic import atomic_path
 from geoseg.model.bundle import file_sha256
 from geoseg.types import Grid
 from geoseg.versions import library_versions
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 
@@ -34,8 +37,8 @@ class Figures(Record):
     """What a step reports: each step kind subclasses this with its own typed fields."""
 
     def lines(self) -> list[str]:
-        """``key: value`` lines of the figures that are set (for the command line)."""
-        return [f"{k}: {v}" for k, v in self.model_dump(exclude_none=True).items()]
+        """``key: value`` lines of the figures (for the command line)."""
+        return [f"{k}: {v}" for k, v in self.model_dump().items()]
 
 
 class FileRecord(Record):
@@ -168,15 +171,28 @@ class Manifest(Record):
     def write(self, path: Path) -> Path:
         """Write the manifest atomically as JSON."""
         with atomic_path(path, overwrite=True) as tmp:
-            tmp.write_text(self.model_dump_json(indent=2, exclude_none=True) + "\n", "utf-8")
+            tmp.write_text(self.model_dump_json(indent=2) + "\n", "utf-8")
         return path
 
     @classmethod
-    def read(cls, path: Path) -> Manifest | None:
-        """The manifest at ``path``; ``None`` when there is none or it cannot be read."""
+    def read(cls, path: Path, figures: type[Figures] = Figures) -> Manifest | None:
+        """The manifest at ``path``, its figures read as ``figures``; ``None`` without one.
+
+        A manifest that cannot be read (another version's, or edited) counts as none, with a
+        warning: the run it describes is then neither up to date nor cleaned up after.
+        """
         try:
-            return cls.model_validate_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValidationError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring %s: it is not readable JSON (%s)", path, exc)
+            return None
+        try:
+            data["figures"] = figures.model_validate(data.get("figures", {}))
+            return cls.model_validate(data)
+        except (ValidationError, TypeError) as exc:
+            log.warning("ignoring %s: it is not a manifest this geoseg reads (%s)", path, exc)
             return None
 
 

@@ -9,7 +9,7 @@ tells each what the earlier ones write.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,44 +18,59 @@ from geoseg.config import expand_path
 from geoseg.errors import ConfigError
 from geoseg.executor import ExecutorSpec
 from geoseg.workflow.kinds import KINDS
-from geoseg.workflow.schema import StepConfig, Workflow, load_workflow
+from geoseg.workflow.schema import StepConfig, load_workflow
 from geoseg.workflow.step import PlanContext, PlannedStep
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A validated workflow, every path absolute, nothing opened."""
+    """A validated workflow, every path absolute, nothing opened.
+
+    ``path`` anchors relative paths and names the steps in messages, unless ``origin`` names
+    them (steps from the Python API come from no file).
+    """
 
     path: Path
-    workflow: Workflow
     catalog: Catalog
     steps: list[PlannedStep[Any]]
-
-    @property
-    def executor(self) -> ExecutorSpec:
-        """The executor the workflow asks for."""
-        return self.workflow.executor.spec
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    origin: str | None = None
 
 
 def plan_workflow(path: str | Path, overrides: Mapping[str, str] | None = None) -> Plan:
     """Validate a workflow file and resolve its names and paths (no data is opened)."""
     wf_path, workflow, steps = load_workflow(path, overrides)
     catalog = Catalog.load(expand_path(workflow.catalog, wf_path.parent))
-    return plan_steps(wf_path, workflow, catalog, steps)
+    return plan_steps(wf_path, catalog, steps, workflow.executor.spec)
 
 
 def plan_steps(
-    path: Path, workflow: Workflow, catalog: Catalog, steps: Sequence[StepConfig]
+    path: Path,
+    catalog: Catalog,
+    steps: Sequence[StepConfig],
+    executor: ExecutorSpec,
+    origin: str | None = None,
 ) -> Plan:
-    """Plan validated steps in order; ``path`` anchors relative paths and names the steps."""
+    """Plan validated steps in order (see :class:`Plan` for ``path`` and ``origin``).
+
+    Two steps may not write the same output, nor share an output folder's manifest or work
+    folder (each step's manifest describes its own outputs, and its stale ones are deleted).
+    """
     planned: list[PlannedStep[Any]] = []
     writers: dict[Path, int] = {}
     for index, entry in enumerate(steps):
-        ctx = PlanContext(path, catalog, index, entry.kind, frozenset(writers))
+        ctx = PlanContext(path, catalog, index, entry.kind, frozenset(writers), origin)
         step = KINDS[entry.kind].plan(index, entry.config, ctx)
         for out in step.outputs():
             if out in writers:
                 raise ConfigError(f"{ctx.where} writes {out}, which step {writers[out]} writes too")
             writers[out] = index
+        for other in planned:
+            if step.work == other.work or (step.manifest and step.manifest == other.manifest):
+                raise ConfigError(
+                    f"{ctx.where} writes into {step.folder}, which step {other.index} writes "
+                    "into too: give each step its own output folder (each folder holds one "
+                    "step's outputs and manifest)"
+                )
         planned.append(step)
-    return Plan(path, workflow, catalog, planned)
+    return Plan(path, catalog, planned, executor, origin)

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from geoseg.executor import ExecutorSpec, open_executor
 from geoseg.workflow.lock import output_lock
-from geoseg.workflow.manifest import Figures, Fingerprint
+from geoseg.workflow.manifest import Figures, Fingerprint, Manifest
 from geoseg.workflow.plan import Plan, plan_workflow
 from geoseg.workflow.step import PlannedStep, RunContext
 from geoseg.workflow.transaction import State, Transaction, decide
@@ -25,14 +25,17 @@ from geoseg.workflow.transaction import State, Transaction, decide
 log = logging.getLogger(__name__)
 
 
+FiguresT = TypeVar("FiguresT", bound=Figures)
+
+
 @dataclass(frozen=True)
-class StepReport:
-    """What one step did: its outputs, its figures (``None`` when it was already up to date)."""
+class StepReport(Generic[FiguresT]):
+    """What one step did: its outputs and figures (an up-to-date step's, from its manifest)."""
 
     index: int
     kind: str
     outputs: list[Path]
-    figures: Figures | None
+    figures: FiguresT
     up_to_date: bool = False
 
 
@@ -43,7 +46,7 @@ def run_workflow(
     resume: bool = False,
     executor: ExecutorSpec | None = None,
     overrides: Mapping[str, str] | None = None,
-) -> list[StepReport]:
+) -> list[StepReport[Any]]:
     """Plan a workflow file (with ``KEY.PATH=VALUE`` overrides) and run it."""
     plan = plan_workflow(path, overrides)
     return run_plan(plan, overwrite, show_progress, resume, executor)
@@ -55,7 +58,7 @@ def run_plan(
     show_progress: bool = True,
     resume: bool = False,
     executor: ExecutorSpec | None = None,
-) -> list[StepReport]:
+) -> list[StepReport[Any]]:
     """Lock the outputs, decide every step's state, then execute the steps in order."""
     spec = executor or plan.executor
     with ExitStack() as locks:
@@ -63,7 +66,7 @@ def run_plan(
             locks.enter_context(output_lock(lock))  # before any hashing or compute
         states = _decide(plan, spec, overwrite, resume)
         with open_executor(spec, show_progress) as ex:
-            ctx = RunContext(plan.path, plan.catalog, ex, show_progress)
+            ctx = RunContext(plan.path, plan.catalog, ex, show_progress, plan.origin)
             return [
                 _run_step(step, state, found, ctx, spec)
                 for step, (state, found) in zip(plan.steps, states, strict=True)
@@ -73,27 +76,33 @@ def run_plan(
 def _decide(
     plan: Plan, spec: ExecutorSpec, overwrite: bool, resume: bool
 ) -> list[tuple[State, Fingerprint | None]]:
-    written: set[Path] = set()
+    """Each step's state and fingerprint; a step whose inputs this run rewrites starts afresh."""
+    rewritten: set[Path] = set()
     states = []
     for step in plan.steps:
-        depends = any(path in written for path in step.inputs())
-        found = None if depends else step.fingerprint(spec)
-        states.append((decide(step, found, resume, overwrite), found))
-        written.update(step.outputs())
+        depends = any(path in rewritten for path in step.inputs())
+        fingerprint = None if depends else step.fingerprint(spec)
+        state = decide(step, fingerprint, resume, overwrite)
+        states.append((state, fingerprint))
+        if state != "up_to_date":
+            rewritten.update(step.outputs())
     return states
 
 
 def _run_step(
     step: PlannedStep[Any],
     state: State,
-    found: Fingerprint | None,
+    fingerprint: Fingerprint | None,
     ctx: RunContext,
     spec: ExecutorSpec,
-) -> StepReport:
-    if state == "up_to_date":
-        log.info("step %d is up to date (%s matches): nothing to do", step.index, step.manifest)
-        return StepReport(step.index, step.kind, step.outputs(), None, up_to_date=True)
-    tx = Transaction(step, state, found or step.fingerprint(spec))
+) -> StepReport[Any]:
+    if state == "up_to_date" and step.manifest is not None:
+        manifest = Manifest.read(step.manifest, step.figures_type)
+        if manifest is not None:
+            log.info("step %d is up to date (%s matches): nothing to do", step.index, step.manifest)
+            return StepReport(step.index, step.kind, step.outputs(), manifest.figures, True)
+    tx = Transaction(step, "fresh" if state == "up_to_date" else state, fingerprint)
+    tx.fingerprint = tx.fingerprint or step.fingerprint(spec)
     tx.begin()
     outcome = step.run(ctx, tx)
     tx.commit(outcome, ctx)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from geoseg.config import ClosedModel, parse_model, read_yaml
 from geoseg.errors import ConfigError
 from geoseg.executor import ExecutorKind, ExecutorSpec
+from geoseg.workflow.kinds import KINDS
 
 
 class ExecutorConfig(ClosedModel):
@@ -97,8 +98,6 @@ def load_workflow(
     path: str | Path, overrides: Mapping[str, str] | None = None
 ) -> tuple[Path, Workflow, list[StepConfig]]:
     """Read and validate a workflow file; returns its absolute path, the model and its steps."""
-    from geoseg.workflow.kinds import KINDS
-
     path = Path(path).resolve()
     data = read_yaml(path, "workflow")
     apply_overrides(data, overrides or {}, path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -34,6 +34,14 @@ LOCK_FILE = ".geoseg.lock"
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
+def step_label(workflow: Path, origin: str | None, index: int, kind: str) -> str:
+    """Where a step comes from, for messages: ``wf.yaml steps.1.predict``, or ``origin``.
+
+    ``origin`` names steps that come from no file (``geoseg.predict()`` for the Python API).
+    """
+    return origin or f"{workflow} steps.{index}.{kind}"
+
+
 @dataclass(frozen=True)
 class PlanContext:
     """What planning one step may look at: the workflow file, the catalog, earlier outputs."""
@@ -43,11 +51,12 @@ class PlanContext:
     index: int
     kind: str
     written: frozenset[Path] = frozenset()
+    origin: str | None = None
 
     @property
     def where(self) -> str:
         """The step's place in the workflow, for messages (``wf.yaml steps.1.predict``)."""
-        return f"{self.workflow} steps.{self.index}.{self.kind}"
+        return step_label(self.workflow, self.origin, self.index, self.kind)
 
     def path(self, text: str) -> Path:
         """A path of the workflow: variables expanded, relative to the workflow's folder."""
@@ -80,6 +89,11 @@ class RunContext:
     catalog: Catalog
     executor: Executor
     show_progress: bool
+    origin: str | None = None
+
+    def where(self, step: PlannedStep[Any]) -> str:
+        """``step``'s place in the workflow, for messages."""
+        return step_label(self.workflow, self.origin, step.index, step.kind)
 
 
 @dataclass(frozen=True)
@@ -95,12 +109,13 @@ class PlannedStep(ABC, Generic[ConfigT]):
     """A step with its config validated and its names and paths resolved (nothing opened).
 
     ``folder`` holds the step's outputs, its manifest (written last), its lock and its work
-    folder. Subclasses set ``kind`` and ``config_type`` and implement :meth:`plan`,
-    :meth:`outputs` and :meth:`run`.
+    folder. Subclasses set ``kind``, ``config_type`` and ``figures_type`` and implement
+    :meth:`plan`, :meth:`outputs` and :meth:`run`.
     """
 
     kind: ClassVar[str]
     config_type: ClassVar[type[BaseModel]]
+    figures_type: ClassVar[type[Figures]]
 
     index: int
     config: ConfigT

@@ -67,7 +67,7 @@ def decide(
     would replace outputs without ``overwrite``.
     """
     if fingerprint is not None:
-        manifest = Manifest.read(step.manifest) if step.manifest else None
+        manifest = Manifest.read(step.manifest, step.figures_type) if step.manifest else None
         complete = (
             manifest is not None
             and manifest.fingerprint == fingerprint
@@ -151,6 +151,10 @@ class Transaction:
             for path in (*members(stale), style_path(stale)):
                 if path not in committed:
                     path.unlink(missing_ok=True)
+            parent = stale.parent  # a folder output left empty goes too
+            while parent != folder and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
         manifest = None
         if manifest_path is not None:
             manifest = Manifest.model_validate(
@@ -178,7 +182,7 @@ class Transaction:
         """Files the manifest of an earlier run in the folder lists (none without one)."""
         path = self.step.manifest
         old = Manifest.read(path) if path is not None else None
-        if old is None:
+        if old is None or old.kind != self.step.kind:  # not this step's outputs
             return []
         listed = [Path(o.path) for o in old.outputs]
         return [p for p in listed if p.is_relative_to(self.step.folder)]

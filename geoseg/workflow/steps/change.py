@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 from pydantic import Field
 
 from geoseg.analysis.change import (
@@ -15,6 +14,7 @@ from geoseg.analysis.change import (
     change_code,
     change_features,
     change_names,
+    changed_area,
     empty_change_features,
     mapped_transitions,
     transition_table,
@@ -63,6 +63,7 @@ class PlannedChange(PlannedStep[ChangeConfig]):
 
     kind: ClassVar[str] = "change"
     config_type: ClassVar[type[ChangeConfig]] = ChangeConfig
+    figures_type: ClassVar[type[ChangeFigures]] = ChangeFigures
 
     before: Path
     after: Path
@@ -90,6 +91,7 @@ class PlannedChange(PlannedStep[ChangeConfig]):
         """Count transitions and write change parts per chunk; assemble, vectorise, stage."""
         cfg = self.config
         grid, other = file_grid(self.before), file_grid(self.after)
+        grid.require_crs(f"change areas in m² ({self.before})")
         if not grid.same_as(other):
             raise GridMismatchError(
                 f"{self.before} ({grid.describe()}) and {self.after} ({other.describe()}) are not "
@@ -121,9 +123,8 @@ class PlannedChange(PlannedStep[ChangeConfig]):
             change_features(features), gpkg, "change", empty_change_features(grid)
         )
         write_style(style_path(gpkg), vector_qml(styles))
-        matrix = table.to_numpy()
         figures = ChangeFigures(
-            changed_km2=round(float(matrix.sum() - np.trace(matrix)) / 1e6, 4),
+            changed_km2=round(changed_area(table) / 1e6, 4),
             mapped_change_km2=round(sum(n for _, _, n in mapped) * pixel / 1e6, 4),
             polygons=polygons,
             transitions_m2=json.loads(table.to_json()),

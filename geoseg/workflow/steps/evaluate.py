@@ -13,7 +13,13 @@ from geoseg.catalog import SourceRef
 from geoseg.classes import class_info
 from geoseg.config import ClosedModel
 from geoseg.errors import GridMismatchError
-from geoseg.evaluation.report import plot_confusion, plot_overlay, write_metrics
+from geoseg.evaluation.report import (
+    METRICS_CSV,
+    METRICS_JSON,
+    plot_confusion,
+    plot_overlay,
+    write_metrics,
+)
 from geoseg.evaluation.run import (
     ERROR_COLOURS,
     ERROR_NAMES,
@@ -31,13 +37,10 @@ from geoseg.workflow.manifest import Figures, GridRecord, Provenance
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
 from geoseg.workflow.transaction import Transaction
 
-#: Longer side of the imagery in the overlay plot, in pixels.
-PREVIEW_PX = 1200
-
 #: What an evaluate step writes into its output folder.
 EVALUATE_OUTPUTS = (
-    "metrics.json",
-    "metrics.csv",
+    METRICS_JSON,
+    METRICS_CSV,
     "confusion.png",
     "overlay.png",
     "errors.tif",
@@ -75,6 +78,7 @@ class PlannedEvaluate(PlannedStep[EvaluateConfig]):
 
     kind: ClassVar[str] = "evaluate"
     config_type: ClassVar[type[EvaluateConfig]] = EvaluateConfig
+    figures_type: ClassVar[type[EvaluateFigures]] = EvaluateFigures
 
     source: SourceRef
     prediction: Path
@@ -152,7 +156,7 @@ class PlannedEvaluate(PlannedStep[EvaluateConfig]):
         }
         write_metrics(result, names, staged, extra)
         plot_confusion(result, names, staged / "confusion.png")
-        rgb = source.rgb_preview(PREVIEW_PX)
+        rgb = source.rgb_preview()
         shape = rgb.shape[1:]
         plot_overlay(
             rgb,

@@ -86,6 +86,7 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
 
     kind: ClassVar[str] = "predict_images"
     config_type: ClassVar[type[PredictImagesConfig]] = PredictImagesConfig
+    figures_type: ClassVar[type[ImagesFigures]] = ImagesFigures
 
     image_set: ImageSetRef
     model: Path
@@ -158,7 +159,7 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
             self.model,
             cfg.device,
             torch_threads(ctx.executor.spec.workers),
-            cfg.spec(meta, profile, f"{ctx.workflow} steps.{self.index}.predict_images"),
+            cfg.spec(meta, profile, ctx.where(self)),
             PlantClasses(
                 _class_code(meta, cfg.crop_class, "crop_class") or 0,
                 _class_code(meta, cfg.weed_class, "weed_class") or 0,

@@ -141,12 +141,7 @@ def _annotated(job: PhotoJob, item: str, classes: np.ndarray) -> gpd.GeoDataFram
     path = dict(job.ref.polygons).get(item)
     if path is None or not path.exists():
         return None
-    outlines = read_polygons(path, job.ref)
-    if job.ref.crs is not None:  # asserted georeferencing: pixel outlines into the asserted CRS
-        t = job.ref.transform
-        outlines = outlines.set_geometry(
-            outlines.geometry.affine_transform([t.a, t.b, t.d, t.e, t.c, t.f])
-        ).set_crs(job.ref.crs)
+    outlines = read_polygons(path, job.ref)  # in the set's coordinates, as the class map
     names = job.classes.names
     matches = plant_matches(outlines, classes, job.ref.transform, job.classes.soil, names)
     matches.insert(0, "image_id", item)

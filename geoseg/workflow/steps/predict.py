@@ -43,7 +43,7 @@ from geoseg.workflow.manifest import (
 )
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
 from geoseg.workflow.steps.inference import InferenceConfig
-from geoseg.workflow.steps.predict_report import summarise, write_run_report
+from geoseg.workflow.steps.predict_report import PredictFigures, summarise, write_run_report
 from geoseg.workflow.transaction import Transaction
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class PlannedPredict(PlannedStep[PredictConfig]):
 
     kind: ClassVar[str] = "predict"
     config_type: ClassVar[type[PredictConfig]] = PredictConfig
+    figures_type: ClassVar[type[PredictFigures]] = PredictFigures
 
     source: SourceRef
     model: Path
@@ -184,7 +185,7 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         source = RasterSource.open(self.source)
         profile = meta.profile_for(source.name, source.band_names, source.ref.units, source.grid)
         source = source.select(meta.band_names)
-        spec = cfg.spec(meta, profile, f"{ctx.workflow} steps.{self.index}.predict")
+        spec = cfg.spec(meta, profile, ctx.where(self))
         threads = torch_threads(ex.spec.workers)  # as the fingerprint records
         factory = functools.partial(predictor, self.model, cfg.device, threads)
         job = PredictJob(source, factory, spec, tx.parts)

@@ -1,7 +1,8 @@
 """The ``train`` step: a model bundle from one source, several, or an image set.
 
 The bundle is trained into the transaction's staging folder and renamed into place at the
-commit, with its checkpoints beside it (``NAME.geoseg.checkpoints``). The bundle's
+commit; its checkpoints are written beside the final bundle (``NAME.geoseg.checkpoints``) as
+training goes, so a crash keeps them. The bundle's
 ``bundle.json`` records the run (config, data, validation figures), so no manifest is written.
 """
 
@@ -34,6 +35,7 @@ class PlannedTrain(PlannedStep[TrainConfig]):
 
     kind: ClassVar[str] = "train"
     config_type: ClassVar[type[TrainConfig]] = TrainConfig
+    figures_type: ClassVar[type[TrainFigures]] = TrainFigures
 
     output: Path
     sources: tuple[SourceRef, ...]
@@ -92,7 +94,10 @@ class PlannedTrain(PlannedStep[TrainConfig]):
         """Train into the staging folder."""
         from geoseg.training.loop import train
 
-        result = train(self.config, ctx.catalog, tx.stage(self.output), ctx.show_progress)
+        # Checkpoints go beside the final bundle at once, so a crash keeps them.
+        checkpoints = self.output.with_name(self.output.name + ".checkpoints")
+        staged = tx.stage(self.output)
+        result = train(self.config, ctx.catalog, staged, ctx.show_progress, checkpoints)
         validation = result.meta.metrics.get("validation", {})
         figures = TrainFigures(
             validation_miou=validation.get("miou"),

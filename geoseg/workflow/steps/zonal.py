@@ -8,7 +8,14 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from geoseg.analysis.zonal import ZonalJob, table_frame, zonal_counts, zonal_table, zone_layer
+from geoseg.analysis.zonal import (
+    ZonalJob,
+    table_frame,
+    without_absent_classes,
+    zonal_counts,
+    zonal_table,
+    zone_layer,
+)
 from geoseg.classes import common_names
 from geoseg.config import ClosedModel
 from geoseg.export.atomic import atomic_path
@@ -48,6 +55,7 @@ class PlannedZonal(PlannedStep[ZonalConfig]):
 
     kind: ClassVar[str] = "zonal"
     config_type: ClassVar[type[ZonalConfig]] = ZonalConfig
+    figures_type: ClassVar[type[ZonalFigures]] = ZonalFigures
 
     classes: Path
     zones: Path
@@ -75,14 +83,12 @@ class PlannedZonal(PlannedStep[ZonalConfig]):
         """Count (zone, class) pixels chunk by chunk, then stage the table."""
         cfg = self.config
         grid = file_grid(self.classes)
+        grid.require_crs(f"zonal statistics in m² ({self.classes})")
         zones = zone_layer(self.zones, cfg.layer, grid)
         plan = ChunkPlan.on_blocks(grid.shape, cfg.chunk_size, COG_BLOCK)
         job = ZonalJob(self.classes, self.zones, cfg.layer, grid, plan)
-        table = zonal_table(zones, zonal_counts(job, ctx.executor), common_names(), grid)
-        keep = [
-            c for c in table.columns if not c.startswith(("area_", "share_")) or table[c].any()
-        ]  # classes absent from every zone add no columns
-        table = table[keep]
+        counts = zonal_counts(job, ctx.executor)
+        table = without_absent_classes(zonal_table(zones, counts, common_names(), grid))
         gpkg, csv = self.outputs()
         write_gpkg([table], tx.stage(gpkg), cfg.name, table.iloc[:0])
         with atomic_path(tx.stage(csv), overwrite=True) as tmp:
