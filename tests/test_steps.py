@@ -33,6 +33,7 @@ class CountConfig(ClosedModel):
     output: str
     extra: bool = False
     fail: bool = False
+    read: str | None = None  # a file the step reads (an input of the run)
 
 
 class CountFigures(Figures):
@@ -45,10 +46,17 @@ class PlannedCount(PlannedStep[CountConfig]):
     config_type: ClassVar[type[CountConfig]] = CountConfig
 
     source: SourceRef
+    read: Path | None = None
 
     @classmethod
     def plan(cls, index: int, config: CountConfig, ctx: PlanContext) -> PlannedCount:
-        return cls(index, config, ctx.folder(config.output), ctx.catalog.source(config.source))
+        read = ctx.existing(config.read) if config.read else None
+        return cls(
+            index, config, ctx.folder(config.output), ctx.catalog.source(config.source), read
+        )
+
+    def reads(self) -> list[Path]:
+        return [self.read] if self.read else []
 
     def outputs(self) -> list[Path]:
         names = ["count.txt", "extra.txt"] if self.config.extra else ["count.txt"]
@@ -130,3 +138,13 @@ def test_unknown_kinds_list_the_table(tmp_path: Path) -> None:
         ConfigError, match=r"exactly one of train, predict, evaluate, zonal, change"
     ):
         plan_workflow(path)
+
+
+@pytest.mark.usefixtures("count_kind")
+def test_stale_cleanup_keeps_a_file_that_is_now_an_input(tmp_path: Path) -> None:
+    run_workflow(count_workflow(tmp_path, extra=True), show_progress=False)
+    extra = tmp_path / "out" / "extra.txt"
+    path = count_workflow(tmp_path)  # no longer makes extra.txt, but now reads it
+    path.write_text(path.read_text() + f"      read: {extra}\n")
+    run_workflow(path, overwrite=True, show_progress=False)
+    assert extra.read_text() == "6", "an input of the run is never deleted as a stale output"

@@ -18,8 +18,9 @@ from geoseg.config import expand_path
 from geoseg.errors import ConfigError
 from geoseg.executor import ExecutorSpec
 from geoseg.workflow.kinds import KINDS
+from geoseg.workflow.protect import check_outputs, protected_inputs
 from geoseg.workflow.schema import StepConfig, load_workflow
-from geoseg.workflow.step import PlanContext, PlannedStep
+from geoseg.workflow.step import PlanContext, PlannedStep, step_label
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Plan:
     steps: list[PlannedStep[Any]]
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     origin: str | None = None
+    protected: frozenset[Path] = frozenset()  # inputs no step writes: never replaced or deleted
 
 
 def plan_workflow(path: str | Path, overrides: Mapping[str, str] | None = None) -> Plan:
@@ -54,7 +56,8 @@ def plan_steps(
     """Plan validated steps in order (see :class:`Plan` for ``path`` and ``origin``).
 
     Two steps may not write the same output, nor share an output folder's manifest or work
-    folder (each step's manifest describes its own outputs, and its stale ones are deleted).
+    folder (each step's manifest describes its own outputs, and its stale ones are deleted), and
+    no step may write over, into or around an input of the run (:mod:`geoseg.workflow.protect`).
     """
     planned: list[PlannedStep[Any]] = []
     writers: dict[Path, int] = {}
@@ -73,4 +76,7 @@ def plan_steps(
                     "step's outputs and manifest)"
                 )
         planned.append(step)
-    return Plan(path, catalog, planned, executor, origin)
+    protected = protected_inputs(planned)
+    for step in planned:
+        check_outputs(step, protected, step_label(path, origin, step.index, step.kind))
+    return Plan(path, catalog, planned, executor, origin, protected)

@@ -66,7 +66,9 @@ def run_plan(
             locks.enter_context(output_lock(lock))  # before any hashing or compute
         states = _decide(plan, spec, overwrite, resume)
         with open_executor(spec, show_progress) as ex:
-            ctx = RunContext(plan.path, plan.catalog, ex, show_progress, plan.origin)
+            ctx = RunContext(
+                plan.path, plan.catalog, ex, show_progress, plan.origin, plan.protected
+            )
             return [
                 _run_step(step, state, found, ctx, spec)
                 for step, (state, found) in zip(plan.steps, states, strict=True)

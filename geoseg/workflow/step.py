@@ -90,6 +90,7 @@ class RunContext:
     executor: Executor
     show_progress: bool
     origin: str | None = None
+    protected: frozenset[Path] = frozenset()
 
     def where(self, step: PlannedStep[Any]) -> str:
         """``step``'s place in the workflow, for messages."""
@@ -137,6 +138,10 @@ class PlannedStep(ABC, Generic[ConfigT]):
     def inputs(self) -> list[Path]:
         """Paths this step reads that an earlier step of the workflow may write."""
         return []
+
+    def reads(self) -> list[Path]:
+        """Every file (or bundle folder) this step reads: no step may write or delete these."""
+        return self.inputs()
 
     def fingerprint(self, spec: ExecutorSpec) -> Fingerprint | None:
         """What the outputs depend on, when the kind can resume and skip up-to-date runs."""

@@ -149,7 +149,9 @@ class Transaction:
             committed += [p for p in files if p.is_file()]
         for stale in set(previous) - set(committed):  # outputs this run no longer makes
             for path in (*members(stale), style_path(stale)):
-                if path not in committed:
+                if Path(os.path.realpath(path)) in ctx.protected:
+                    log.warning("kept %s: the last run wrote it, but it is now an input", path)
+                elif path not in committed:
                     path.unlink(missing_ok=True)
             parent = stale.parent  # a folder output left empty goes too
             while parent != folder and parent.is_dir() and not any(parent.iterdir()):

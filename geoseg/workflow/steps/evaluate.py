@@ -106,6 +106,10 @@ class PlannedEvaluate(PlannedStep[EvaluateConfig]):
         """The class map and the optional mask."""
         return [p for p in (self.prediction, self.within) if p is not None]
 
+    def reads(self) -> list[Path]:
+        """The class map, the mask, the source's imagery (for the overlay) and its labels."""
+        return [*self.inputs(), *self.source.paths, self.source.label(self.config.labels).path]
+
     def describe(self) -> str:
         """``evaluate source=NAME``."""
         return f"{self.kind} source={self.source.name}"

@@ -116,6 +116,12 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
         """The model bundle and the fields layer."""
         return [p for p in (self.model, self.fields) if p is not None]
 
+    def reads(self) -> list[Path]:
+        """The photos, their annotations and masks, the fields layer and the model bundle."""
+        ref = self.image_set
+        files = (*ref.images, *ref.annotations, *ref.polygons, *ref.vegetation)
+        return [*self.inputs(), *(path for _, path in files)]
+
     def describe(self) -> str:
         """``predict_images image_set=NAME``."""
         return f"{self.kind} image_set={self.image_set.name}"

@@ -138,6 +138,10 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         """The model bundle (an earlier step may train it)."""
         return [self.model]
 
+    def reads(self) -> list[Path]:
+        """The source's files and the model bundle."""
+        return [*self.source.paths, self.model]
+
     def describe(self) -> str:
         """``predict source=NAME``."""
         return f"{self.kind} source={self.source.name}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from geoseg.catalog import SourceRef
+from geoseg.catalog import ImageSetRef, SourceRef
 from geoseg.errors import ConfigError
 from geoseg.model.bundle import BUNDLE_SUFFIX
 from geoseg.training.config import TrainConfig
@@ -39,6 +39,7 @@ class PlannedTrain(PlannedStep[TrainConfig]):
 
     output: Path
     sources: tuple[SourceRef, ...]
+    image_set: ImageSetRef | None
 
     @classmethod
     def plan(cls, index: int, config: TrainConfig, ctx: PlanContext) -> PlannedTrain:
@@ -61,13 +62,24 @@ class PlannedTrain(PlannedStep[TrainConfig]):
                     f"{ctx.where}.bands: source '{source.name}' has no band(s) {missing}; it has "
                     f"{list(source.band_names)}"
                 )
-        if config.image_set is not None:
-            ctx.catalog.image_set(config.image_set)
-        return cls(index, config, output.parent, output, sources)
+        image_set = ctx.catalog.image_set(config.image_set) if config.image_set else None
+        return cls(index, config, output.parent, output, sources, image_set)
 
     def outputs(self) -> list[Path]:
         """The bundle folder."""
         return [self.output]
+
+    def reads(self) -> list[Path]:
+        """The training sources' files and label layers, or the image set's files."""
+        paths = [p for source in self.sources for p in source.paths]
+        labels = [
+            s.label(i.labels).path for s, i in zip(self.sources, self.config.inputs, strict=True)
+        ]
+        if self.image_set is not None:
+            ref = self.image_set
+            files = (*ref.images, *ref.annotations, *ref.polygons, *ref.vegetation)
+            paths += [path for _, path in files]
+        return [*paths, *labels]
 
     def describe(self) -> str:
         """``train source=NAME`` or ``train image_set=NAME``."""

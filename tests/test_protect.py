@@ -1,0 +1,82 @@
+"""Never touch an input: outputs, work folders and stale-output cleanup leave every input alone."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from geoseg.cli.main import app
+from geoseg.errors import ConfigError
+from geoseg.workflow.plan import plan_workflow
+from tests.conftest import REPO, write_catalog
+
+SAMPLE = REPO / "samples" / "nc_landsat7_2000.tif"
+BANDS = "[{name: blue}, {name: green}, {name: red}, {name: nir}, {name: swir1}, {name: swir2}]"
+CLASH = r"would write .*, which would replace or delete .*, an input of this run"
+
+
+def predict_workflow(tmp_path: Path, source: Path, output: Path, bundle: Path) -> Path:
+    catalog = write_catalog(tmp_path, f"  s:\n    file: {source}\n    bands: {BANDS}\n")
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        f"version: 1\ncatalog: {catalog}\nsteps:\n  - predict:\n      source: s\n"
+        f"      model: {bundle}\n      output: {output}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("link", ["same path", "symlink", "hard link"])
+def test_an_output_that_is_an_input_is_refused_at_plan_time(
+    tmp_path: Path, tiny_bundle: Path, link: str
+) -> None:
+    scene = tmp_path / "data" / "scene.tif"
+    scene.parent.mkdir()
+    shutil.copy(SAMPLE, scene)
+    out = tmp_path / "out"
+    out.mkdir()
+    if link == "same path":
+        shutil.move(scene, out / "classes.tif")
+        scene = out / "classes.tif"
+    elif link == "symlink":
+        (out / "classes.tif").symlink_to(scene)
+    else:
+        os.link(scene, out / "classes.tif")
+    path = predict_workflow(tmp_path, scene, out, tiny_bundle)
+    with pytest.raises(ConfigError, match=CLASH):
+        plan_workflow(path)
+    result = CliRunner().invoke(app, ["run", str(path), "--overwrite"])
+    assert result.exit_code == 2 and "an input of this run" in result.output
+    assert "Traceback" not in result.output
+    assert filecmp.cmp(scene, SAMPLE, shallow=False), "the input is untouched"
+
+
+def test_an_input_inside_a_work_folder_or_a_model_folder_is_refused(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    scene = tmp_path / "out" / ".geoseg-work" / "scene.tif"  # the work folder is deleted
+    scene.parent.mkdir(parents=True)
+    shutil.copy(SAMPLE, scene)
+    with pytest.raises(ConfigError, match=CLASH):
+        plan_workflow(predict_workflow(tmp_path, scene, tmp_path / "out", tiny_bundle))
+    inside = tiny_bundle / "predictions"  # outputs inside the model bundle it reads
+    with pytest.raises(ConfigError, match=rf"predictions.*, which would .*{tiny_bundle.name}, an"):
+        plan_workflow(predict_workflow(tmp_path, SAMPLE, inside, tiny_bundle))
+    assert not inside.exists()
+
+
+def test_outputs_the_workflow_itself_writes_may_be_read_and_rewritten(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    path = predict_workflow(tmp_path, SAMPLE, tmp_path / "out", tiny_bundle)
+    path.write_text(
+        path.read_text() + f"  - zonal:\n      classes: {tmp_path / 'out' / 'classes.tif'}\n"
+        f"      zones: {SAMPLE}\n      output: {tmp_path / 'zonal'}\n"
+    )
+    plan = plan_workflow(path)
+    assert (tmp_path / "out" / "classes.tif") not in plan.protected
+    assert SAMPLE.resolve() in plan.protected and tiny_bundle.resolve() in plan.protected
