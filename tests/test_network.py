@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -35,3 +37,29 @@ def test_unknown_architecture_or_encoder_is_a_bundle_error() -> None:
         build_network(NetworkSpec(architecture="Nope", encoder="resnet18"), 3, 2)
     with pytest.raises(BundleError, match="cannot build Unet with encoder not-an-encoder"):
         build_network(NetworkSpec(encoder="not-an-encoder"), 3, 2)
+
+
+def test_an_edited_bundle_json_is_refused_and_legacy_bundles_can_be_sealed(
+    tmp_path: Path, tiny_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import shutil
+
+    from geoseg.model.bundle import load_meta
+    from geoseg.model.store import reseal_bundle
+
+    copy = tmp_path / "copy.geoseg"
+    shutil.copytree(tiny_bundle, copy)
+    data = json.loads((copy / "bundle.json").read_text())
+    assert data["meta_sha256"], "save_bundle seals the metadata"
+    (copy / "bundle.json").write_text(json.dumps(data, indent=4))  # re-indented: still fine
+    assert load_meta(copy).name == "tiny"
+    data["bands"][0], data["bands"][1] = data["bands"][1], data["bands"][0]  # swapped bands
+    (copy / "bundle.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=r"copy\.geoseg/bundle\.json does not match its own"):
+        load_meta(copy)
+    del data["meta_sha256"]  # a bundle written before bundles carried a checksum
+    (copy / "bundle.json").write_text(json.dumps(data))
+    assert load_meta(copy).band_names[0] == "green"
+    assert "carries no checksum of its metadata" in caplog.text
+    assert reseal_bundle(copy).meta_sha256 and load_meta(copy).meta_sha256

@@ -181,7 +181,9 @@ def test_fingerprint_sees_catalog_model_and_band_order_changes(
 ) -> None:
     import shutil
 
+    from geoseg.errors import BundleError
     from geoseg.executor import ExecutorSpec
+    from geoseg.model.bundle import meta_checksum
     from geoseg.workflow.manifest import Fingerprint
     from geoseg.workflow.plan import plan_workflow
 
@@ -214,8 +216,12 @@ def test_fingerprint_sees_catalog_model_and_band_order_changes(
     copy = tmp_path / "copy.geoseg"
     shutil.copytree(tiny_bundle, copy)
     before = fingerprint_of(original, copy)
-    meta = (copy / "bundle.json").read_text().replace('"mean": 60.0', '"mean": 61.0', 1)
-    (copy / "bundle.json").write_text(meta)
+    edited = (copy / "bundle.json").read_text().replace('"mean": 60.0', '"mean": 61.0', 1)
+    (copy / "bundle.json").write_text(edited)
+    with pytest.raises(BundleError, match=r"bundle\.json does not match its own checksum"):
+        fingerprint_of(original, copy)  # an edited bundle.json is refused outright
+    data = json.loads(edited)
+    (copy / "bundle.json").write_text(json.dumps({**data, "meta_sha256": meta_checksum(data)}))
     assert before.differences(fingerprint_of(original, copy)) == ["the model's bundle.json"]
 
 

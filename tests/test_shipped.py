@@ -41,6 +41,7 @@ def test_default_model_bundle_is_complete_and_small() -> None:
     size = sum(p.stat().st_size for p in DEFAULT_MODEL.iterdir())
     assert size < 20 * 1024**2, "the committed default model stays under 20 MB"
     assert meta.band_names == ("blue", "green", "red", "nir", "swir1") and meta.units == "DN"
+    assert meta.meta_sha256, "the shipped bundle's metadata is sealed by its checksum"
     per_class = meta.metrics["validation"]["per_class"]
     card = (DEFAULT_MODEL / "MODEL_CARD.md").read_text()
     for name, figures in per_class.items():

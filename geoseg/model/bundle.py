@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ from geoseg.config import ClosedModel, format_validation_error
 from geoseg.errors import BundleError
 from geoseg.tiling.grid import TileGrid
 from geoseg.types import Grid
+
+log = logging.getLogger(__name__)
 
 BUNDLE_SUFFIX = ".geoseg"
 META_FILE = "bundle.json"
@@ -152,6 +155,8 @@ class BundleMeta(ClosedModel):
     weights_dtype: Literal["float32", "float16"] = "float32"
     weights_sha256: str = ""
     geoseg_version: str = ""
+    #: SHA-256 of everything above (:func:`meta_checksum`): an edited bundle.json is refused.
+    meta_sha256: str = ""
 
     @model_validator(mode="after")
     def _tiling(self) -> BundleMeta:
@@ -282,12 +287,39 @@ def load_meta(path: str | Path) -> BundleMeta:
         raise BundleError(f"model bundle {path} has no {WEIGHTS_FILE}")
     try:
         data = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BundleError(f"{meta_path} must hold a JSON object, got {type(data).__name__}")
+    recorded = data.get("meta_sha256")
+    if not recorded:
+        log.warning(
+            "%s carries no checksum of its metadata, so an edit would go unnoticed; re-save the "
+            "bundle with this geoseg (geoseg.model.store.reseal_bundle) to add one",
+            meta_path,
+        )
+    elif recorded != meta_checksum(data):
+        raise BundleError(
+            f"{meta_path} does not match its own checksum (meta_sha256): it was edited after "
+            "the bundle was written. Bands, normalisation or classes that do not match the "
+            "weights give wrong maps in silence; re-create the bundle (train it again), or "
+            "restore the original bundle.json"
+        )
     try:
         return BundleMeta.model_validate(data)
     except ValidationError as exc:
         raise BundleError(format_validation_error(exc, BundleMeta, meta_path, "bundle")) from exc
+
+
+def meta_checksum(data: dict[str, Any]) -> str:
+    """SHA-256 of a bundle's metadata as JSON data, without its own ``meta_sha256``.
+
+    Computed on the canonical JSON (sorted keys, no whitespace), so re-indenting the file does
+    not change it and any change of a value does.
+    """
+    body = {k: v for k, v in data.items() if k != "meta_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def file_sha256(path: Path) -> str:

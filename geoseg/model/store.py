@@ -17,6 +17,7 @@ from geoseg.model.bundle import (
     bundle_paths,
     file_sha256,
     load_meta,
+    meta_checksum,
 )
 from geoseg.model.network import build_network
 
@@ -43,8 +44,10 @@ def save_bundle(
             },
             weights_path,
         )
-        meta = meta.model_copy(
-            update={"weights_sha256": file_sha256(weights_path), "geoseg_version": __version__}
+        meta = sealed(
+            meta.model_copy(
+                update={"weights_sha256": file_sha256(weights_path), "geoseg_version": __version__}
+            )
         )
         meta_path.write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
@@ -54,6 +57,29 @@ def save_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return meta
+
+
+def sealed(meta: BundleMeta) -> BundleMeta:
+    """``meta`` with its ``meta_sha256`` set (the checksum of what bundle.json will hold)."""
+    data = json.loads(meta.model_dump_json())
+    return meta.model_copy(update={"meta_sha256": meta_checksum(data)})
+
+
+def reseal_bundle(path: Path) -> BundleMeta:
+    """Add the metadata checksum to a bundle written before bundles carried one.
+
+    Only for bundles whose bundle.json is known to be as trained: the checksum then protects it
+    from later edits. A bundle that has a checksum keeps it (an edited one stays refused).
+    """
+    meta = load_meta(path)
+    if meta.meta_sha256:
+        return meta
+    meta = sealed(meta)
+    meta_path, _ = bundle_paths(path)
+    tmp = meta_path.with_name(f".{meta_path.name}.partial")
+    tmp.write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tmp.replace(meta_path)
     return meta
 
 
