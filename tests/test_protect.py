@@ -80,3 +80,30 @@ def test_outputs_the_workflow_itself_writes_may_be_read_and_rewritten(
     plan = plan_workflow(path)
     assert (tmp_path / "out" / "classes.tif") not in plan.protected
     assert SAMPLE.resolve() in plan.protected and tiny_bundle.resolve() in plan.protected
+
+
+@pytest.mark.parametrize("scale", [10000.0, 0.0001])
+def test_values_on_the_wrong_scale_are_refused_before_inference(
+    tmp_path: Path, tiny_bundle: Path, scale: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    from geoseg.errors import BundleError
+    from geoseg.workflow.run import run_workflow
+
+    bands = BANDS.replace("{name: red}", f"{{name: red, scale: {scale}}}")
+    catalog = write_catalog(tmp_path, f"  s:\n    file: {SAMPLE}\n    bands: {bands}\n")
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        f"version: 1\ncatalog: {catalog}\nsteps:\n  - predict:\n      source: s\n"
+        f"      model: {tiny_bundle}\n      output: {tmp_path / 'out'}\n"
+        "      chunk_size: 256\n      vector: {enabled: false}\n"
+    )
+    with pytest.raises(
+        BundleError,
+        match=r"'s' does not look like what the model was trained on .*\n  - band 'red': "
+        r"mean .* the model was trained on mean 60, std 25 .*\n.*input_check: warn",
+    ):
+        run_workflow(path, show_progress=False)
+    assert not (tmp_path / "out" / "classes.tif").exists(), "refused before inference"
+    path.write_text(path.read_text() + "      input_check: warn\n")
+    run_workflow(path, show_progress=False)
+    assert "band 'red'" in caplog.text and (tmp_path / "out" / "classes.tif").exists()

@@ -193,6 +193,19 @@ class RasterSource:
         preview = self.select(picked).preview(max_size)
         return preview if len(preview) == 3 else np.repeat(preview[:1], 3, axis=0)
 
+    def band_statistics(self, max_size: int = 256) -> dict[str, tuple[float, float]]:
+        """``{band: (mean, std)}`` of a cheap decimated sample (overviews where the file has them).
+
+        Bands without a valid pixel in the sample are left out.
+        """
+        sample = self.preview(max_size)
+        found = {}
+        for name, values in zip(self.band_names, sample, strict=True):
+            valid = values[np.isfinite(values)]
+            if valid.size:
+                found[name] = (float(valid.mean()), float(valid.std()))
+        return found
+
     def chunk_shape(self, target: int = DEFAULT_CHUNK) -> tuple[int, int]:
         """A chunk shape near ``target`` px whose edges fall on the file's block boundaries."""
         block_h, block_w = self.block_shape

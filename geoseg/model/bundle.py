@@ -32,6 +32,13 @@ CARD_FILE = "MODEL_CARD.md"
 #: Relative pixel-size difference tolerated between a bundle and a source.
 PIXEL_SIZE_TOLERANCE = 0.01
 
+#: How far a source's band mean may lie from the training mean, in training standard
+#: deviations, and by what factor its spread may differ, before the input is called off-profile.
+#: Loose on purpose: other scenes of the same sensor differ; wrong scales (x10000, 0-1 instead of
+#: DN) and many band mix-ups are off by far more.
+MEAN_TOLERANCE_STD = 6.0
+SPREAD_TOLERANCE_FACTOR = 8.0
+
 
 class ClassInfo(ClosedModel):
     """One output class: its common code, name and display colour."""
@@ -97,6 +104,30 @@ class InputProfile(ClosedModel):
     pixel_size: float = Field(gt=0)
     crs_units: str = "metre"
     bands: list[BandStats] = Field(min_length=1)
+
+    def off_profile(self, sample: dict[str, tuple[float, float]]) -> list[str]:
+        """Bands whose sampled ``(mean, std)`` look nothing like the training pixels, and why.
+
+        A band is off-profile when its mean lies more than :data:`MEAN_TOLERANCE_STD` training
+        standard deviations from the training mean, or its spread differs by more than a factor
+        :data:`SPREAD_TOLERANCE_FACTOR`. Bands missing from ``sample`` (all nodata) are skipped.
+        """
+        found = []
+        for band in self.bands:
+            if band.name not in sample:
+                continue
+            mean, std = sample[band.name]
+            distance = abs(mean - band.mean) / band.std
+            ratio = max(std, 1e-9) / band.std
+            if distance > MEAN_TOLERANCE_STD or not (
+                1 / SPREAD_TOLERANCE_FACTOR <= ratio <= SPREAD_TOLERANCE_FACTOR
+            ):
+                found.append(
+                    f"band '{band.name}': mean {mean:.4g}, std {std:.4g} in the source; the model "
+                    f"was trained on mean {band.mean:.4g}, std {band.std:.4g} ({distance:.1f} "
+                    f"std away, spread x{ratio:.3g})"
+                )
+        return found
 
     def problems(self, units: str, grid: Grid) -> list[str]:
         """What keeps a source with ``units`` on ``grid`` from fitting this profile."""

@@ -28,6 +28,7 @@ from geoseg.evaluation.run import Counts
 from geoseg.export.atomic import atomic_path
 from geoseg.export.style import class_styles, style_path, vector_qml, write_style
 from geoseg.export.vector import convert, write_layers
+from geoseg.io.images import read_image
 from geoseg.model.bundle import BundleMeta, load_meta
 from geoseg.model.device import torch_threads
 from geoseg.workflow.manifest import Figures, ModelRecord, Provenance
@@ -132,6 +133,8 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
         if images == "all":
             return list(ref.ids)
         if images != "holdout":
+            if not images:
+                raise ConfigError(f"images: lists no image of image set '{ref.name}' to predict")
             unknown = [i for i in images if i not in ref.ids]
             if unknown:
                 raise ConfigError(f"image set '{ref.name}' has no images {unknown}")
@@ -157,6 +160,11 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
         meta = load_meta(self.model)
         profile = meta.profile_for(ref.name, ref.bands, ref.units, ref.grid(1, 1))
         items = self.items(meta, ctx.catalog)
+        first = read_image(dict(ref.images)[items[0]], len(ref.bands))
+        sample = {
+            b: (float(v.mean()), float(v.std())) for b, v in zip(ref.bands, first, strict=True)
+        }
+        cfg.check_input(f"image set {ref.name}", sample, profile, ctx.where(self))
         geo = ref.georeference
         cell = cfg.grid.cell / geo.pixel_size if geo else cfg.grid.cell
         styles = class_styles(meta)

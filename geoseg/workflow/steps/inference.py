@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from geoseg.config import ClosedModel
-from geoseg.errors import ConfigError
+from geoseg.errors import BundleError, ConfigError
 from geoseg.model.bundle import BundleMeta, InputProfile
 from geoseg.model.device import DeviceName
 from geoseg.stitch.augment import Augment
 from geoseg.stitch.predict import InferenceSpec
 from geoseg.tiling.grid import TileGrid
+
+log = logging.getLogger(__name__)
 
 
 class InferenceConfig(ClosedModel):
@@ -21,6 +26,9 @@ class InferenceConfig(ClosedModel):
     batch_size: int = Field(default=8, ge=1)
     device: DeviceName = "auto"  # CUDA with mixed precision when present, else CPU
     augment: Augment = "none"  # test-time augmentation (x4 / x8 passes)
+    # Input that looks nothing like the model's training pixels (wrong scale, bands mixed up) is
+    # refused before inference; ``warn`` runs it anyway, ``off`` skips the check.
+    input_check: Literal["refuse", "warn", "off"] = "refuse"
 
     @model_validator(mode="after")
     def _tiling(self) -> InferenceConfig:
@@ -38,6 +46,27 @@ class InferenceConfig(ClosedModel):
             return meta.tile_grid(self.tile_size, self.overlap)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
+
+    def check_input(
+        self,
+        name: str,
+        sample: dict[str, tuple[float, float]],
+        profile: InputProfile,
+        where: str,
+    ) -> None:
+        """Refuse (or warn about) input whose sampled ``{band: (mean, std)}`` is off-profile."""
+        problems = profile.off_profile(sample) if self.input_check != "off" else []
+        if not problems:
+            return
+        message = (
+            f"'{name}' does not look like what the model was trained on (input profile "
+            f"'{profile.name}', {profile.units}):\n  - " + "\n  - ".join(problems) + "\nCheck "
+            "the catalog's band order and scale/offset for it; if the values are right, set "
+            f"'input_check: warn' in {where} to run anyway"
+        )
+        if self.input_check == "refuse":
+            raise BundleError(message)
+        log.warning(message)
 
     def spec(self, meta: BundleMeta, profile: InputProfile, where: str) -> InferenceSpec:
         """How to cut, normalise (with ``profile``), batch and decode tiles for ``meta``."""

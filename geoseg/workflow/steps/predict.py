@@ -189,6 +189,7 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         source = RasterSource.open(self.source)
         profile = meta.profile_for(source.name, source.band_names, source.ref.units, source.grid)
         source = source.select(meta.band_names)
+        cfg.check_input(source.name, source.band_statistics(), profile, ctx.where(self))
         spec = cfg.spec(meta, profile, ctx.where(self))
         threads = torch_threads(ex.spec.workers)  # as the fingerprint records
         factory = functools.partial(predictor, self.model, cfg.device, threads)
