@@ -269,19 +269,30 @@ def test_all_nodata_class_map_gives_no_polygons(tmp_path: Path) -> None:
     "transform",
     [
         Affine.rotation(20) @ Affine(10, 0, 0, 0, -10, 0) @ Affine.identity(),
+        Affine.rotation(15) @ Affine(10, 0, 0, 0, -10, 0),
+        Affine.shear(12, 0) @ Affine(10, 0, 0, 0, -10, 0),
         Affine(10, 0, 500000, 0, 10, 5700000),  # south-up
     ],
-    ids=["rotated", "south-up"],
+    ids=["rotated-20", "rotated-15", "sheared", "south-up"],
 )
-def test_rotated_and_south_up_grids_give_correct_polygons(
+def test_rotated_sheared_and_south_up_grids_give_whole_scene_polygons(
     tmp_path: Path, transform: Affine
 ) -> None:
     transform = Affine.translation(500000, 5800000) @ transform
-    classes = blobby((30, 40), seed=7)
+    classes = blobby((60, 80), seed=7)
     path, grid = write_classmap(tmp_path, classes, transform=transform)
     job = VectoriseJob(path, None, grid, ChunkPlan(classes.shape, (16, 16)), VectorSettings())
     layer = pd.concat(list(vectorise(job, {}, SERIAL)))
-    assert layer.is_valid.all()
+    assert layer.is_valid.all() and set(layer.geom_type) == {"Polygon"}, "seams dissolve"
+    whole = [
+        shape(g)
+        for g, _ in rasterio.features.shapes(
+            classes, mask=classes > 0, connectivity=4, transform=transform
+        )
+    ]  # the whole-scene polygonize, an independent reference
+    assert len(layer) == len(whole)
+    perimeter = sum(g.length for g in whole) * abs(grid.metres_per_unit or 1.0)
+    assert layer.perimeter_m.sum() == pytest.approx(perimeter, rel=1e-9)
     np.testing.assert_allclose(layer.area_m2, layer.pixels * 100.0, rtol=1e-9)
     burned = rasterio.features.rasterize(
         zip(layer.geometry, layer.class_id, strict=True),

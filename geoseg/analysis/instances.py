@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from geoseg.vector.components import label_classes
-from geoseg.vector.polygonize import TRACE_ORIGIN, to_map, trace
+from geoseg.vector.polygonize import TRACE_ORIGIN, to_map, trace, traced_to_map
 
 
 def instances(
@@ -38,7 +38,7 @@ def instances(
     keep = np.where(np.isin(classes, codes), classes, 0).astype(np.uint8)
     labels, label_class = label_classes(keep)
     values, polygons = trace(labels, Affine.translation(TRACE_ORIGIN, TRACE_ORIGIN))
-    polygons = to_map(polygons, transform @ Affine.translation(-TRACE_ORIGIN, -TRACE_ORIGIN))
+    polygons = to_map(polygons, traced_to_map(transform))
     count = len(label_class)
     pixels = np.bincount(labels.ravel(), minlength=count)
     sums = np.asarray(ndimage.sum_labels(np.nan_to_num(confidence), labels, np.arange(count)))

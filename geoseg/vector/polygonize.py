@@ -1,8 +1,11 @@
-"""Second chunk pass: region-id image -> polygons in map coordinates; seam pieces merged.
+"""Second chunk pass: region-id image -> polygons; seam pieces merged; then map coordinates.
 
 Polygons are traced by ``rasterio.features.shapes`` with 4-connectivity (valid rings, GUIDE §4)
-in integer pixel coordinates of the whole image, then mapped with the global affine, so the two
-pieces of a region that crosses a seam share identical vertices and union exactly.
+in integer pixel coordinates of the whole image (shifted by ``TRACE_ORIGIN``). Pieces of a
+region that crosses a seam are merged in those exact integer coordinates, and only the finished
+region is mapped with the global affine (:func:`to_map`). Merging after mapping would be exact
+for north-up grids only: under a rotated or sheared affine, points that are collinear in pixel
+space are no longer exactly collinear, so pieces would not dissolve into one polygon.
 """
 
 from __future__ import annotations
@@ -83,14 +86,21 @@ def trace(regions: NDArray[np.int32], offset: Affine) -> tuple[NDArray[np.int64]
     return np.asarray(values, dtype=np.int64), polygons
 
 
+def traced_to_map(transform: Affine) -> Affine:
+    """The affine from traced coordinates (pixels + ``TRACE_ORIGIN``) to map coordinates."""
+    return transform @ Affine.translation(-TRACE_ORIGIN, -TRACE_ORIGIN)
+
+
 def chunk_pieces(
     regions: NDArray[np.int32],
     confidence: NDArray[np.float32],
     chunk: Chunk,
-    transform: Affine,
     simplify_tolerance: float = 0.0,
 ) -> list[Piece]:
-    """Polygons of every region present in the chunk, in map coordinates, grouped by region."""
+    """Polygons of every region present in the chunk, in traced pixel coordinates, by region.
+
+    ``simplify_tolerance`` is in pixels.
+    """
     core = chunk.core
     # Traced in whole-image pixel coordinates shifted by TRACE_ORIGIN, so that the top-left
     # chunk's transform is not the identity (rasterio warns about identity transforms, and
@@ -103,7 +113,6 @@ def chunk_pieces(
         # A vertex at every pixel corner: neighbours then share identical vertices along their
         # common edges, which coverage simplification requires (a valid coverage).
         polygons = shapely.segmentize(polygons, 1.0)
-    polygons = to_map(polygons, transform @ Affine.translation(-TRACE_ORIGIN, -TRACE_ORIGIN))
     order = np.argsort(values, kind="stable")
     ids, starts = np.unique(values[order], return_index=True)
     groups = np.split(polygons[order], starts[1:])

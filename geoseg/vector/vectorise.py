@@ -23,7 +23,14 @@ from geoseg.tiling.grid import Chunk, ChunkPlan
 from geoseg.types import Grid
 from geoseg.vector.components import ChunkComponents, chunk_components
 from geoseg.vector.measure import measure, pixel_area_m2
-from geoseg.vector.polygonize import Piece, SeamMerger, chunk_pieces, region_image
+from geoseg.vector.polygonize import (
+    Piece,
+    SeamMerger,
+    chunk_pieces,
+    region_image,
+    to_map,
+    traced_to_map,
+)
 from geoseg.vector.regions import RegionTable, build_regions
 
 COLUMNS = [
@@ -57,6 +64,10 @@ class VectorSettings:
             return self.simplify_m / 111_320.0
         return self.simplify_m / factor
 
+    def tolerance_px(self, grid: Grid) -> float:
+        """Simplification tolerance in pixels (polygons are simplified before mapping)."""
+        return self.tolerance(grid) / max(grid.pixel_size)
+
 
 @dataclass(frozen=True, slots=True)
 class VectoriseJob:
@@ -83,9 +94,7 @@ def pieces_task(job: VectoriseJob, chunk: Chunk, local_to_region: np.ndarray) ->
         if job.confidence is not None
         else np.zeros(classes.shape, np.float32)
     )
-    return chunk_pieces(
-        regions, confidence, chunk, job.grid.transform, job.settings.tolerance(job.grid)
-    )
+    return chunk_pieces(regions, confidence, chunk, job.settings.tolerance_px(job.grid))
 
 
 def find_regions(job: VectoriseJob, ex: Executor) -> RegionTable:
@@ -125,8 +134,9 @@ def _pieces(job: VectoriseJob, task: tuple[Chunk, np.ndarray]) -> list[Piece]:
 def features(
     pieces: list[Piece], table: RegionTable, grid: Grid, class_names: Mapping[int, str]
 ) -> gpd.GeoDataFrame:
-    """A GeoDataFrame of finished regions with geoseg's attribute schema."""
-    geoms = [p.geometry for p in pieces]
+    """A GeoDataFrame of finished regions with geoseg's attribute schema, in map coordinates."""
+    traced = np.array([p.geometry for p in pieces], dtype=object)
+    geoms = list(to_map(traced, traced_to_map(grid.transform)))
     area, perimeter = measure(geoms, grid)
     class_ids = [int(table.classes[p.region]) for p in pieces]
     frame = pd.DataFrame(
