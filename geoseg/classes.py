@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -29,6 +30,24 @@ COMMON_CLASSES: dict[int, CommonClass] = {
 }
 
 NODATA_CODE = 0
+
+
+#: The band tag of a class map listing the codes its model can predict (``1,2,4,5,6,7``).
+CLASS_CODES_TAG = "GEOSEG_CLASS_CODES"
+
+
+def class_codes_tag(codes: Sequence[int]) -> dict[str, str]:
+    """The band tag that records the codes a class map's model can predict."""
+    return {CLASS_CODES_TAG: ",".join(str(int(c)) for c in codes)}
+
+
+def parse_class_codes(tags: Mapping[str, str]) -> tuple[int, ...] | None:
+    """The codes recorded by :func:`class_codes_tag` (``None`` when the tag is absent or bad)."""
+    text = tags.get(CLASS_CODES_TAG)
+    try:
+        return tuple(int(c) for c in text.split(",")) if text else None
+    except ValueError:
+        return None
 
 
 def common_names() -> dict[int, str]:

@@ -20,7 +20,7 @@ from geoseg.export.raster import validate_cog
 from geoseg.io.labels import LabelLayer
 from geoseg.tiling.grid import ChunkPlan
 from geoseg.types import Grid
-from tests.conftest import REPO, UTM_TRANSFORM, needs_data, write_catalog
+from tests.conftest import NC, REPO, UTM_TRANSFORM, needs_data, write_catalog
 
 TRANSFORM = UTM_TRANSFORM
 SERIAL = Executor(ExecutorSpec("threads", 1), show_progress=False)
@@ -155,6 +155,7 @@ def test_evaluate_step_writes_metrics_plots_and_error_map(tmp_path: Path) -> Non
     assert metrics["per_class"]["grass"]["precision"] < 1.0
     assert metrics["labelled_px_without_prediction"]["tree"] > 0
     assert 0 < metrics["miou"] < 1 and 0 < metrics["boundary_f"] < 1
+    assert metrics["classes_the_model_cannot_predict"] == {}, "no model tag, no classes given"
     assert validate_cog(out / "errors.tif") == []
     with rasterio.open(out / "errors.tif") as ds:
         errors = ds.read(1)
@@ -179,3 +180,44 @@ def test_joint_stretch_keeps_a_photos_colours_and_per_band_stretch_does_not() ->
     np.testing.assert_allclose(joint[1][joint[0] < 1], joint[0][joint[0] < 1] * 0.5, atol=0.02)
     per_band = stretch(brown)
     assert per_band[1].max() == 1.0 == per_band[0].max(), "each band stretched to its own range"
+
+
+@needs_data()
+def test_reference_classes_the_model_cannot_predict_are_named_and_scored_apart(
+    tmp_path: Path, tiny_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import geoseg
+
+    predicted = geoseg.predict(
+        "nc-landsat7",
+        tiny_bundle,
+        tmp_path / "pred",
+        catalog=REPO / "data_catalog.yaml",
+        chunk_size=256,
+        vector={"enabled": False},
+    )
+    with rasterio.open(predicted.outputs[0]) as ds:
+        assert ds.tags(1)["GEOSEG_CLASS_CODES"] == "1,2,4,5,6,7", "the class map says its classes"
+    # A model without the 'bare' class: the reference itself, bare painted as shrub.
+    with rasterio.open(NC / "strata.tif") as ds:
+        strata, profile = ds.read(1), ds.profile
+    lookup = np.zeros(256, dtype=np.uint8)
+    lookup[[1, 2, 3, 4, 5, 6, 7]] = [4, 3, 5, 6, 2, 1, 6]
+    prediction = tmp_path / "classes.tif"
+    profile.update(dtype="uint8", nodata=0)
+    with rasterio.open(prediction, "w", **profile) as dst:
+        dst.write(lookup[np.where(strata > 0, strata, 0).astype(np.int64)], 1)
+        dst.update_tags(1, GEOSEG_CLASS_CODES="1,2,3,4,5,6")
+    report = geoseg.evaluate(
+        prediction, "nc-landsat7", tmp_path / "eval", catalog=REPO / "data_catalog.yaml"
+    )
+    figures = report.figures
+    assert figures.classes_the_model_cannot_predict == ["bare"]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    by_class = metrics["per_class"]
+    assert by_class["bare"]["iou"] == 0.0 and by_class["tree"]["iou"] == 1.0
+    model_ious = [v["iou"] for k, v in by_class.items() if k != "bare" and v["support_px"]]
+    assert figures.miou_model_classes == pytest.approx(sum(model_ious) / len(model_ious))
+    assert figures.miou == pytest.approx((sum(model_ious) + 0.0) / (len(model_ious) + 1))
+    assert metrics["classes_the_model_cannot_predict"]["bare"] == by_class["bare"]["support_px"]
+    assert "reference classes bare" in caplog.text and "they score IoU 0" in caplog.text

@@ -11,7 +11,7 @@ as well for whole photos of an image set.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +172,31 @@ def summarise(
     other = counted[codes].sum(axis=1) - square.sum(axis=1)
     confusion = np.concatenate([square, other[:, None]], axis=1)
     return scores(confusion, codes, boundary[codes], tolerance)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCoverage:
+    """Which reference classes a model can predict, and the mIoU over those only."""
+
+    miou: float | None
+    unpredictable: dict[str, int]  # reference classes the model lacks: name -> labelled pixels
+
+
+def model_coverage(
+    result: Scores, model_codes: Sequence[int] | None, names: Mapping[int, str]
+) -> ModelCoverage:
+    """The mIoU over reference classes the model can predict, and the classes it cannot.
+
+    With ``model_codes`` unknown (``None``) nothing can be said: the mIoU is the usual one.
+    """
+    present = [c for c in result.classes if c.support > 0]
+    if model_codes is None:
+        return ModelCoverage(result.miou, {})
+    ious = [c.iou for c in present if c.code in model_codes and c.iou is not None]
+    missing = {
+        names.get(c.code, str(c.code)): c.support for c in present if c.code not in model_codes
+    }
+    return ModelCoverage(sum(ious) / len(ious) if ious else None, missing)
 
 
 def missed_pixels(matrix: NDArray[np.int64]) -> dict[int, int]:

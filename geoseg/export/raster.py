@@ -77,8 +77,9 @@ def mosaic_vrt(
     dtype: str,
     nodata: float | None,
     description: str = "",
+    tags: Mapping[str, str] | None = None,
 ) -> str:
-    """A GDAL VRT placing each single-band part at its window of ``grid``.
+    """A GDAL VRT placing each single-band part at its window of ``grid``; ``tags`` on the band.
 
     The parts are read through it lazily, so assembling never holds more than GDAL's block cache
     and never writes an intermediate full-size copy. (rasterio exposes no ``BuildVRT``; the
@@ -94,6 +95,10 @@ def mosaic_vrt(
     band = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[dtype], band="1")
     if description:
         ET.SubElement(band, "Description").text = description
+    if tags:
+        metadata = ET.SubElement(band, "Metadata")
+        for key, value in tags.items():
+            ET.SubElement(metadata, "MDI", key=key).text = value
     if nodata is not None:
         ET.SubElement(band, "NoDataValue").text = "nan" if np.isnan(nodata) else repr(nodata)
     for window, part in parts:
@@ -121,6 +126,7 @@ def assemble_cog(
     colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
     description: str = "",
     overwrite: bool = False,
+    tags: Mapping[str, str] | None = None,
 ) -> None:
     """Stream ``parts`` into a COG at ``path`` (written under a temporary name, then renamed).
 
@@ -134,7 +140,9 @@ def assemble_cog(
     ):
         vrt = temporary_sibling(path.with_suffix(".vrt"), "mosaic")
         try:
-            vrt.write_text(mosaic_vrt(parts, grid, dtype, nodata, description), encoding="utf-8")
+            vrt.write_text(
+                mosaic_vrt(parts, grid, dtype, nodata, description, tags), encoding="utf-8"
+            )
             cog_profile = dict(cog_profiles.get("deflate"))
             cog_profile.update(BIGTIFF=bigtiff, NUM_THREADS="ALL_CPUS")
             if dtype == "float32":

@@ -95,6 +95,12 @@ def file_grid(path: Path) -> Grid:
         return Grid(ds.height, ds.width, ds.transform, ds.crs)
 
 
+def band_tags(path: Path) -> dict[str, str]:
+    """The tags of band 1 of ``path``."""
+    with open_raster(path) as ds:
+        return dict(ds.tags(1))
+
+
 def read_decimated(path: Path, shape: tuple[int, int]) -> NDArray[Any]:
     """Band 1 of ``path`` read at ``shape`` (nearest neighbour: class codes stay codes)."""
     with open_raster(path) as ds:

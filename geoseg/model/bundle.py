@@ -24,6 +24,9 @@ from geoseg.types import Grid
 
 log = logging.getLogger(__name__)
 
+#: Bundles already reported as carrying no metadata checksum (said once per process).
+_UNSEALED: set[Path] = set()
+
 BUNDLE_SUFFIX = ".geoseg"
 META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.pt"
@@ -324,11 +327,13 @@ def load_meta(path: str | Path) -> BundleMeta:
         raise BundleError(f"{meta_path} must hold a JSON object, got {type(data).__name__}")
     recorded = data.get("meta_sha256")
     if not recorded:
-        log.warning(
-            "%s carries no checksum of its metadata, so an edit would go unnoticed; re-save the "
-            "bundle with this geoseg (geoseg.model.store.reseal_bundle) to add one",
-            meta_path,
-        )
+        if meta_path not in _UNSEALED:  # said once per bundle and process
+            _UNSEALED.add(meta_path)
+            log.warning(
+                "%s carries no checksum of its metadata, so an edit would go unnoticed; "
+                "re-save the bundle with this geoseg (geoseg.model.store.reseal_bundle)",
+                meta_path,
+            )
     elif recorded != meta_checksum(data):
         raise BundleError(
             f"{meta_path} does not match its own checksum (meta_sha256): it was edited after "

@@ -18,6 +18,7 @@ import dask.array as da
 import numpy as np
 from dask.delayed import delayed
 
+from geoseg.classes import class_codes_tag
 from geoseg.executor import Executor
 from geoseg.export.atomic import atomic_path
 from geoseg.export.raster import assemble_cog, write_part
@@ -143,6 +144,7 @@ def assemble_outputs(
         colormap,
         "class code (0 = nodata)",
         overwrite,
+        class_codes_tag(job.spec.codes),
     )
     assemble_cog(
         [(c.core, job.part_paths(c)[1]) for c in chunks],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from geoseg.catalog import SourceRef
-from geoseg.classes import class_info
+from geoseg.classes import class_info, parse_class_codes
 from geoseg.config import ClosedModel
 from geoseg.errors import GridMismatchError
 from geoseg.evaluation.report import (
@@ -26,16 +27,19 @@ from geoseg.evaluation.run import (
     EvaluateJob,
     evaluate,
     missed_pixels,
+    model_coverage,
 )
 from geoseg.export.raster import assemble_cog
 from geoseg.export.style import ClassStyle, raster_qml, style_path, write_style
 from geoseg.io.labels import open_labels
-from geoseg.io.raster import file_grid, read_decimated
+from geoseg.io.raster import band_tags, file_grid, read_decimated
 from geoseg.io.source import RasterSource
 from geoseg.tiling.grid import ChunkPlan
 from geoseg.workflow.manifest import Figures, GridRecord, Provenance
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
 from geoseg.workflow.transaction import Transaction
+
+log = logging.getLogger(__name__)
 
 #: What an evaluate step writes into its output folder.
 EVALUATE_OUTPUTS = (
@@ -63,9 +67,16 @@ class EvaluateConfig(ClosedModel):
 
 
 class EvaluateFigures(Figures):
-    """The headline scores (``metrics.json`` has every figure)."""
+    """The headline scores (``metrics.json`` has every figure).
+
+    ``miou_model_classes`` averages only the reference classes the model can predict (from the
+    class map's ``GEOSEG_CLASS_CODES`` tag, or ``classes:``); ``miou`` averages all of them, so a
+    class the model cannot predict pulls it down with an IoU of 0.
+    """
 
     miou: float | None
+    miou_model_classes: float | None = None
+    classes_the_model_cannot_predict: list[str] = Field(default_factory=list)
     overall_accuracy: float | None
     boundary_f: float | None
     per_class_iou: dict[str, float | None]
@@ -140,6 +151,17 @@ class PlannedEvaluate(PlannedStep[EvaluateConfig]):
         counts = evaluate(job, ctx.executor)
         result = counts.scores(cfg.classes, cfg.ignore, cfg.tolerance)
         names = {c: class_info(c).name for c in result.codes}
+        model_codes = parse_class_codes(band_tags(self.prediction)) or cfg.classes
+        coverage = model_coverage(result, model_codes, names)
+        if coverage.unpredictable:
+            log.warning(
+                "reference classes %s are not classes the model can predict (%s): they score "
+                "IoU 0. mIoU over all reference classes %s, over the model's classes %s",
+                ", ".join(f"{n} ({px} px)" for n, px in coverage.unpredictable.items()),
+                self.prediction,
+                _fmt(result.miou),
+                _fmt(coverage.miou),
+            )
         colours = {c: class_info(c).color for c in result.codes}
         styles = [ClassStyle(c, names[c], colours[c]) for c in result.codes]
         error_styles = [ClassStyle(c, ERROR_NAMES[c], ERROR_COLOURS[c]) for c in ERROR_NAMES]
@@ -157,6 +179,9 @@ class PlannedEvaluate(PlannedStep[EvaluateConfig]):
             "ignore": cfg.ignore,
             "within": str(self.within) if self.within else None,
             "labelled_px_without_prediction": {names.get(c, str(c)): n for c, n in missed.items()},
+            "model_classes": [names.get(c, str(c)) for c in model_codes or ()] or None,
+            "miou_model_classes": coverage.miou,
+            "classes_the_model_cannot_predict": coverage.unpredictable,
         }
         write_metrics(result, names, staged, extra)
         plot_confusion(result, names, staged / "confusion.png")
@@ -175,9 +200,15 @@ class PlannedEvaluate(PlannedStep[EvaluateConfig]):
         )
         figures = EvaluateFigures(
             miou=result.miou,
+            miou_model_classes=coverage.miou,
+            classes_the_model_cannot_predict=list(coverage.unpredictable),
             overall_accuracy=result.overall_accuracy,
             boundary_f=result.boundary_f,
             per_class_iou={names[c.code]: c.iou for c in result.classes},
             seconds=round(time.perf_counter() - clock, 3),
         )
         return Outcome(figures, Provenance(source=source.name, grid=GridRecord.of(source.grid)))
+
+
+def _fmt(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"

@@ -19,6 +19,7 @@ from geoseg.analysis.instances import instances
 from geoseg.analysis.weedgrid import weed_grid
 from geoseg.analysis.zonal import field_statistics
 from geoseg.catalog import ImageSetRef
+from geoseg.classes import class_codes_tag
 from geoseg.evaluation.plants import plant_matches
 from geoseg.evaluation.report import plot_overlay
 from geoseg.evaluation.run import CORRECT, ERROR_COLOURS, ERROR_NAMES, WRONG_CLASS, Counts, compare
@@ -85,7 +86,7 @@ def predict_photo(job: PhotoJob, item: str) -> PhotoResult:
     classes = prediction.classes
     grid = ref.grid(*classes.shape)
     colormap = {s.code: (*s.rgb, 255) for s in job.styles}
-    tags = {"COORDINATES": ref.coordinates}
+    tags = {"COORDINATES": ref.coordinates, **class_codes_tag(job.spec.codes)}
     write_cog(job.staged / "classes" / f"{item}.tif", classes, grid, 0, colormap, tags)
     plants = instances(
         classes,
