@@ -7,6 +7,8 @@ expanded the same way (:func:`expand_path`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -22,6 +24,15 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 #: The environment variable naming the shared data folder.
 DATA_ENV = "GEOSEG_DATA"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def canonical_sha256(data: Any) -> str:
+    """SHA-256 of JSON data in canonical form (sorted keys, no whitespace).
+
+    Re-indenting or re-ordering a file does not change it; changing any value does.
+    """
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def default_data_dir(base: Path) -> Path:

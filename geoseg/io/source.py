@@ -77,6 +77,21 @@ def read_bands(
     return data, valid
 
 
+def sample_statistics(
+    names: Sequence[str], data: NDArray[np.float32]
+) -> dict[str, tuple[float, float]]:
+    """``{band: (mean, std)}`` over the finite pixels of a ``(band, y, x)`` array.
+
+    Bands without a finite pixel are left out.
+    """
+    found = {}
+    for name, values in zip(names, data, strict=True):
+        valid = values[np.isfinite(values)]
+        if valid.size:
+            found[name] = (float(valid.mean()), float(valid.std()))
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class RasterSource:
     """An opened, validated source: band files on one grid."""
@@ -198,13 +213,7 @@ class RasterSource:
 
         Bands without a valid pixel in the sample are left out.
         """
-        sample = self.preview(max_size)
-        found = {}
-        for name, values in zip(self.band_names, sample, strict=True):
-            valid = values[np.isfinite(values)]
-            if valid.size:
-                found[name] = (float(valid.mean()), float(valid.std()))
-        return found
+        return sample_statistics(self.band_names, self.preview(max_size))
 
     def chunk_shape(self, target: int = DEFAULT_CHUNK) -> tuple[int, int]:
         """A chunk shape near ``target`` px whose edges fall on the file's block boundaries."""

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from geoseg.config import ClosedModel, format_validation_error
+from geoseg.config import ClosedModel, canonical_sha256, format_validation_error
 from geoseg.errors import BundleError
 from geoseg.tiling.grid import TileGrid
 from geoseg.types import Grid
@@ -348,14 +348,8 @@ def load_meta(path: str | Path) -> BundleMeta:
 
 
 def meta_checksum(data: dict[str, Any]) -> str:
-    """SHA-256 of a bundle's metadata as JSON data, without its own ``meta_sha256``.
-
-    Computed on the canonical JSON (sorted keys, no whitespace), so re-indenting the file does
-    not change it and any change of a value does.
-    """
-    body = {k: v for k, v in data.items() if k != "meta_sha256"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of a bundle's metadata as JSON data, without its own ``meta_sha256``."""
+    return canonical_sha256({k: v for k, v in data.items() if k != "meta_sha256"})
 
 
 def file_sha256(path: Path) -> str:

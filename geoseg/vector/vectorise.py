@@ -168,9 +168,3 @@ def empty_features(grid: Grid) -> gpd.GeoDataFrame:
         }
     )
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([], crs=grid.crs_wkt))
-
-
-def sieved_window(job: VectoriseJob, table: RegionTable, chunk: Chunk) -> np.ndarray:
-    """The class map of ``chunk`` after the minimum-mapping-unit step (what polygons show)."""
-    regions = region_image(read_window(job.classes, chunk.core), table.local_to_region[chunk.index])
-    return table.classes[regions]

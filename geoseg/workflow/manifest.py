@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
+from geoseg.config import canonical_sha256
 from geoseg.export.atomic import atomic_path
 from geoseg.model.bundle import file_sha256
 from geoseg.types import Grid
@@ -198,8 +199,7 @@ class Manifest(Record):
 
 def config_hash(config: BaseModel) -> str:
     """SHA-256 of a config's canonical JSON."""
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return canonical_sha256(config.model_dump(mode="json"))
 
 
 def describe_files(paths: Iterable[Path]) -> list[FileRecord]:

@@ -17,10 +17,10 @@ from typing import Any, Generic, TypeVar
 
 from geoseg.executor import ExecutorSpec, open_executor
 from geoseg.workflow.lock import output_lock
-from geoseg.workflow.manifest import Figures, Fingerprint, Manifest
+from geoseg.workflow.manifest import Figures
 from geoseg.workflow.plan import Plan, plan_workflow
 from geoseg.workflow.step import PlannedStep, RunContext
-from geoseg.workflow.transaction import State, Transaction, decide
+from geoseg.workflow.transaction import Decision, Transaction, decide
 
 log = logging.getLogger(__name__)
 
@@ -64,47 +64,38 @@ def run_plan(
     with ExitStack() as locks:
         for lock in dict.fromkeys(step.lock for step in plan.steps):
             locks.enter_context(output_lock(lock))  # before any hashing or compute
-        states = _decide(plan, spec, overwrite, resume)
+        decisions = _decide(plan, spec, overwrite, resume)
         with open_executor(spec, show_progress) as ex:
             ctx = RunContext(
                 plan.path, plan.catalog, ex, show_progress, plan.origin, plan.protected
             )
             return [
-                _run_step(step, state, found, ctx, spec)
-                for step, (state, found) in zip(plan.steps, states, strict=True)
+                _run_step(step, decision, ctx, spec)
+                for step, decision in zip(plan.steps, decisions, strict=True)
             ]
 
 
-def _decide(
-    plan: Plan, spec: ExecutorSpec, overwrite: bool, resume: bool
-) -> list[tuple[State, Fingerprint | None]]:
-    """Each step's state and fingerprint; a step whose inputs this run rewrites starts afresh."""
+def _decide(plan: Plan, spec: ExecutorSpec, overwrite: bool, resume: bool) -> list[Decision]:
+    """Each step's decision; a step whose inputs this run rewrites starts afresh."""
     rewritten: set[Path] = set()
-    states = []
+    decisions = []
     for step in plan.steps:
         depends = any(path in rewritten for path in step.inputs())
-        fingerprint = None if depends else step.fingerprint(spec)
-        state = decide(step, fingerprint, resume, overwrite)
-        states.append((state, fingerprint))
-        if state != "up_to_date":
+        decision = decide(step, None if depends else step.fingerprint(spec), resume, overwrite)
+        decisions.append(decision)
+        if decision.state != "up_to_date":
             rewritten.update(step.outputs())
-    return states
+    return decisions
 
 
 def _run_step(
-    step: PlannedStep[Any],
-    state: State,
-    fingerprint: Fingerprint | None,
-    ctx: RunContext,
-    spec: ExecutorSpec,
+    step: PlannedStep[Any], decision: Decision, ctx: RunContext, spec: ExecutorSpec
 ) -> StepReport[Any]:
-    if state == "up_to_date" and step.manifest is not None:
-        manifest = Manifest.read(step.manifest, step.figures_type)
-        if manifest is not None:
-            log.info("step %d is up to date (%s matches): nothing to do", step.index, step.manifest)
-            return StepReport(step.index, step.kind, step.outputs(), manifest.figures, True)
-    tx = Transaction(step, "fresh" if state == "up_to_date" else state, fingerprint)
-    tx.fingerprint = tx.fingerprint or step.fingerprint(spec)
+    if decision.manifest is not None:  # up to date: its figures are the manifest's
+        log.info("step %d is up to date (%s matches): nothing to do", step.index, step.manifest)
+        return StepReport(step.index, step.kind, step.outputs(), decision.manifest.figures, True)
+    fingerprint = decision.fingerprint or step.fingerprint(spec)  # decided now if it depends
+    tx = Transaction(step, decision.state, fingerprint)
     tx.begin()
     outcome = step.run(ctx, tx)
     tx.commit(outcome, ctx)

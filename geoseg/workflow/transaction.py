@@ -48,6 +48,15 @@ RUN_RECORD = "run.json"
 State = Literal["up_to_date", "resume", "fresh"]
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A step's state before the run, its fingerprint, and the manifest of an up-to-date step."""
+
+    state: State
+    fingerprint: Fingerprint | None = None
+    manifest: Manifest | None = None
+
+
 def run_record(step: PlannedStep[Any]) -> Fingerprint | None:
     """The fingerprint an unfinished run of ``step`` recorded (``None`` without one)."""
     try:
@@ -58,7 +67,7 @@ def run_record(step: PlannedStep[Any]) -> Fingerprint | None:
 
 def decide(
     step: PlannedStep[Any], fingerprint: Fingerprint | None, resume: bool, overwrite: bool
-) -> State:
+) -> Decision:
     """Whether ``step`` is up to date, resumes an unfinished run, or starts afresh.
 
     Without a fingerprint (the kind has none, or it depends on what an earlier step of this run
@@ -74,7 +83,7 @@ def decide(
             and all(p.exists() for p in step.outputs())
         )
         if complete and not overwrite:
-            return "up_to_date"
+            return Decision("up_to_date", fingerprint, manifest)
         record = run_record(step)
         if resume and record is not None:
             changed = record.differences(fingerprint)
@@ -84,10 +93,10 @@ def decide(
                     "it started. Run without --resume (and with --overwrite if outputs exist) to "
                     "start again"
                 )
-            return "resume"
+            return Decision("resume", fingerprint)
     for out in step.outputs():
         check_writable(out, overwrite)
-    return "fresh"
+    return Decision("fresh", fingerprint)
 
 
 @dataclass

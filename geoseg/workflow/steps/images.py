@@ -29,6 +29,7 @@ from geoseg.export.atomic import atomic_path
 from geoseg.export.style import class_styles, style_path, vector_qml, write_style
 from geoseg.export.vector import convert, write_layers
 from geoseg.io.images import read_image
+from geoseg.io.source import sample_statistics
 from geoseg.model.bundle import BundleMeta, load_meta
 from geoseg.model.device import torch_threads
 from geoseg.workflow.manifest import Figures, ModelRecord, Provenance
@@ -161,9 +162,7 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
         profile = meta.profile_for(ref.name, ref.bands, ref.units, ref.grid(1, 1))
         items = self.items(meta, ctx.catalog)
         first = read_image(dict(ref.images)[items[0]], len(ref.bands))
-        sample = {
-            b: (float(v.mean()), float(v.std())) for b, v in zip(ref.bands, first, strict=True)
-        }
+        sample = sample_statistics(ref.bands, first)
         cfg.check_input(f"image set {ref.name}", sample, profile, ctx.where(self))
         geo = ref.georeference
         cell = cfg.grid.cell / geo.pixel_size if geo else cfg.grid.cell
