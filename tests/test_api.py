@@ -107,6 +107,8 @@ def test_api_errors_name_the_option_and_the_fix(
         ConfigError, match=r"geoseg\.predict\(\) is invalid:\n  - unknown key 'tile_sise'; allowed"
     ):
         geoseg.predict("nc-landsat7-sample", MODEL, "out", catalog=CATALOG, tile_sise=64)
+    with pytest.raises(ConfigError, match=r"^geoseg\.evaluate\(\): .*nope\.tif does not exist$"):
+        geoseg.evaluate("nope.tif", "nc-landsat7", "ev", catalog=CATALOG)
     sample = REPO / "samples" / "nc_landsat7_2000.tif"
     with pytest.raises(
         ConfigError, match=r"bands names 2 band\(s\) but .*nc_landsat7_2000\.tif has 6"

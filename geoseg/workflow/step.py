@@ -66,7 +66,8 @@ class PlanContext:
         """An input path that exists now or that an earlier step writes."""
         path = self.path(text)
         if path not in self.written and not path.exists():
-            raise ConfigError(f"{self.where}: {path} does not exist and no earlier step writes it")
+            earlier = "" if self.origin else " and no earlier step writes it"
+            raise ConfigError(f"{self.where}: {path} does not exist{earlier}")
         return path
 
     def folder(self, text: str) -> Path:
