@@ -11,8 +11,9 @@ through the same planner, transaction and executor as ``geoseg run`` (so outputs
     report = geoseg.predict(scene.name, model, "out/nb", catalog="data_catalog.yaml")
     print(report.figures)
 
-A source is a catalog name, or a raster file (then ``bands=[...]`` names its bands in order;
-by default the model's band names when the counts match, and ``units`` defaults to ``DN``).
+A source is a catalog name, or a raster file or ``https://`` / ``s3://`` URL (then
+``bands=[...]`` names its bands in order; by default the model's band names when the counts
+match, and ``units`` defaults to ``DN``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from geoseg.io.source import RasterSource
 from geoseg.model.bundle import BundleMeta, ClassInfo, load_meta
 from geoseg.stitch.augment import Augment
 from geoseg.stitch.predict import WindowPrediction
+from geoseg.types import Location, RemoteLocation, is_remote
 from geoseg.workflow.plan import plan_steps
 from geoseg.workflow.run import StepReport, run_plan
 from geoseg.workflow.schema import StepConfig
@@ -212,21 +214,32 @@ def _catalog_for(
     units: str,
     model: Path | None,
 ) -> tuple[Catalog, str]:
-    """The catalog and source name for a catalog name or a raster file."""
-    path = Path(source)
-    if isinstance(source, str) and not path.exists() and path.suffix.lower() not in RASTERS:
-        return Catalog.load(_catalog_path(catalog)), source
-    path = path.resolve()
-    with open_raster(path) as ds:
+    """The catalog and source name for a catalog name, a raster file or a URL."""
+    location: Location
+    if isinstance(source, str) and is_remote(source):
+        try:
+            location = RemoteLocation(source)
+        except ValueError as exc:
+            raise ConfigError(f"source {source}: {exc}") from exc
+    else:
+        path = Path(source)
+        if isinstance(source, str) and not path.exists() and path.suffix.lower() not in RASTERS:
+            return Catalog.load(_catalog_path(catalog)), source
+        location = path.resolve()
+    with open_raster(location) as ds:
         count, descriptions = ds.count, ds.descriptions
     names = list(bands) if bands else _band_names(count, descriptions, model)
     if len(names) != count:
-        raise ConfigError(f"bands names {len(names)} band(s) but {path} has {count}: {names}")
+        raise ConfigError(f"bands names {len(names)} band(s) but {location} has {count}: {names}")
     spec = SourceSpec(
-        file=str(path), bands=[BandSpec(name=n) for n in names], units=units, description=str(path)
+        file=str(location),
+        bands=[BandSpec(name=n) for n in names],
+        units=units,
+        description=str(location),
     )
-    name = path.stem
-    return Catalog(path.parent / "(file)", CatalogSpec(version=1, sources={name: spec})), name
+    name = Path(location.name).stem
+    folder = Path.cwd() if is_remote(location) else location.parent
+    return Catalog(folder / "(file)", CatalogSpec(version=1, sources={name: spec})), name
 
 
 def _band_names(count: int, descriptions: Sequence[str | None], model: Path | None) -> list[str]:

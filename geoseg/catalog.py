@@ -3,7 +3,10 @@
 ``data_catalog.yaml`` maps names to sources. A source is one multi-band file or several
 single-band files stacked in a stated order, each band named. Paths are relative to the catalog
 file; ``${GEOSEG_DATA}`` expands to the shared data folder (environment variable ``GEOSEG_DATA``,
-default ``../shared/data`` beside the catalog's folder). Loading a catalog never opens data.
+default ``../shared/data`` beside the catalog's folder). A source's files and its raster label
+layers may also be ``https://`` URLs or ``s3://bucket/key`` objects, kept as
+:class:`~geoseg.types.RemoteLocation` (read in place by ``geoseg.io``). Loading a catalog never
+opens data.
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from affine import Affine
 from pydantic import Field, model_validator
 
-from geoseg.config import ClosedModel, expand_path, parse_model, read_yaml
+from geoseg.config import ClosedModel, expand_path, expand_vars, load_yaml, parse_model, read_yaml
 from geoseg.errors import CatalogError
-from geoseg.types import PIXEL_NOTE, Grid
+from geoseg.types import PIXEL_NOTE, Grid, Location, RemoteLocation, is_remote
 
 
 class BandSpec(ClosedModel):
@@ -170,10 +172,10 @@ class CatalogSpec(ClosedModel):
 
 @dataclass(frozen=True, slots=True)
 class BandRef:
-    """A resolved band: which file and band index, and how to turn its values into units."""
+    """A resolved band: which file or remote object, band index, and how values become units."""
 
     name: str
-    path: Path
+    path: Location
     band: int
     nodata: float | None
     scale: float
@@ -182,10 +184,10 @@ class BandRef:
 
 @dataclass(frozen=True, slots=True)
 class LabelRef:
-    """A resolved label layer."""
+    """A resolved label layer (a vector layer is always a local file)."""
 
     name: str
-    path: Path
+    path: Location
     band: int
     nodata: float | None
     mapping: tuple[tuple[int | str, int], ...] | None
@@ -197,7 +199,7 @@ class LabelRef:
 
 @dataclass(frozen=True, slots=True)
 class SourceRef:
-    """A resolved source: absolute paths, band order, overrides (opened by ``geoseg.io``)."""
+    """A resolved source: absolute paths or URLs, band order, overrides (opened by geoseg.io)."""
 
     name: str
     bands: tuple[BandRef, ...]
@@ -213,8 +215,8 @@ class SourceRef:
         return tuple(b.name for b in self.bands)
 
     @property
-    def paths(self) -> tuple[Path, ...]:
-        """Every distinct image file, in band order."""
+    def paths(self) -> tuple[Location, ...]:
+        """Every distinct image file (local path or remote object), in band order."""
         return tuple(dict.fromkeys(b.path for b in self.bands))
 
     def label(self, name: str | None = None) -> LabelRef:
@@ -340,12 +342,7 @@ def resolve_image_set(name: str, spec: ImageSetSpec, base: Path) -> ImageSetRef:
     ids = spec.ids
     if isinstance(ids, str):
         listing = expand_path(ids, base, error=CatalogError)
-        try:
-            loaded = yaml.safe_load(listing.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise CatalogError(
-                f"image set '{name}': cannot read ids from {listing}: {exc}"
-            ) from exc
+        loaded = load_yaml(listing, f"image set '{name}': id list", CatalogError)
         if not isinstance(loaded, dict) or not isinstance(loaded.get("ids"), list):
             raise CatalogError(f"image set '{name}': {listing} must hold an 'ids:' list")
         ids = loaded["ids"]
@@ -381,8 +378,19 @@ def resolve_image_set(name: str, spec: ImageSetSpec, base: Path) -> ImageSetRef:
     )
 
 
+def resolve_location(text: str, base: Path) -> Location:
+    """A file of the catalog: a remote object for a URL (variables expanded), else a local path."""
+    expanded = expand_vars(text, base, error=CatalogError)
+    if not is_remote(expanded):
+        return expand_path(text, base, error=CatalogError)
+    try:
+        return RemoteLocation(expanded)
+    except ValueError as exc:
+        raise CatalogError(f"catalog file '{text}': {exc}") from exc
+
+
 def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
-    """Turn a source spec into absolute paths and explicit band indexes."""
+    """Turn a source spec into absolute paths (or URLs) and explicit band indexes."""
     bands = []
     for position, band in enumerate(spec.bands):
         file = band.file if band.file is not None else spec.file
@@ -393,7 +401,7 @@ def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
         bands.append(
             BandRef(
                 band.name,
-                expand_path(file, base, error=CatalogError),
+                resolve_location(file, base),
                 index,
                 nodata,
                 band.scale,
@@ -403,7 +411,7 @@ def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
     labels = tuple(
         LabelRef(
             label_name,
-            expand_path(lab.file, base, error=CatalogError),
+            _label_location(name, label_name, lab, base),
             lab.band,
             lab.nodata,
             tuple(lab.mapping.items()) if lab.mapping is not None else None,
@@ -417,3 +425,14 @@ def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
     return SourceRef(
         name, tuple(bands), spec.units, spec.crs, labels, spec.description, spec.licence
     )
+
+
+def _label_location(source: str, name: str, spec: LabelSpec, base: Path) -> Location:
+    """Where a label layer is; vector layers must be local (they are read with pyogrio)."""
+    location = resolve_location(spec.file, base)
+    if spec.is_vector and is_remote(location):
+        raise CatalogError(
+            f"source '{source}' labels '{name}': vector label layers must be local files, not "
+            f"{location}; download it (for example with ogr2ogr) and name the local copy"
+        )
+    return location

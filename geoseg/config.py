@@ -41,13 +41,13 @@ def default_data_dir(base: Path) -> Path:
     return Path(env).expanduser().resolve() if env else (base.parent / "shared" / "data").resolve()
 
 
-def expand_path(
+def expand_vars(
     text: str,
     base: Path,
     data_dir: Path | None = None,
     error: type[ConfigError] = ConfigError,
-) -> Path:
-    """Expand ``${VAR}`` (or ``$VAR``) and ``~``, and resolve relative to the folder ``base``.
+) -> str:
+    """Expand ``${VAR}`` (or ``$VAR``) in a path or URL.
 
     ``${GEOSEG_DATA}`` has a default, ``data_dir`` (else :func:`default_data_dir` of ``base``);
     any other variable must be set, or ``error`` names it.
@@ -61,7 +61,20 @@ def expand_path(
             raise error(f"path '{text}' uses ${{{var}}} but the variable is not set")
         return os.environ[var]
 
-    path = Path(_VAR.sub(substitute, text)).expanduser()
+    return _VAR.sub(substitute, text)
+
+
+def expand_path(
+    text: str,
+    base: Path,
+    data_dir: Path | None = None,
+    error: type[ConfigError] = ConfigError,
+) -> Path:
+    """Expand variables (:func:`expand_vars`) and ``~``; resolve relative to the folder ``base``.
+
+    URLs are no paths: callers that accept them (catalog sources) test for them first.
+    """
+    path = Path(expand_vars(text, base, data_dir, error)).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
 
 
@@ -71,21 +84,59 @@ class ClosedModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def read_yaml(path: Path, what: str) -> dict[str, Any]:
-    """Parse a YAML mapping, with errors that name the file and the line."""
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """YAML's safe loader, refusing a key given twice in one mapping.
+
+    YAML says keys are unique; PyYAML silently keeps the last one.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *anchor": merged keys may repeat
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key '{key}' is given twice (lines {seen[key]} and {line}); "
+                    "keep one: YAML keys are unique",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> Any:
+    """Parse a YAML file (UTF-8, unique keys), with errors that name the file and the line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
-        raise ConfigError(f"{what} {path} does not exist") from exc
+        raise error(f"{what} {path} does not exist") from exc
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise error(
+            f"{what} {path} is not UTF-8 text (byte {raw[exc.start]:#04x} at line {line}): "
+            "save it as UTF-8"
+        ) from exc
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from exc
+        raise error(f"{what} {path} is not valid YAML{where}: {problem}") from exc
+
+
+def read_yaml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a YAML mapping (:func:`load_yaml`): a workflow or catalog file."""
+    data = load_yaml(path, what)
     if not isinstance(data, dict):
         raise ConfigError(
             f"{what} {path} must be a YAML mapping (key: value), got {type(data).__name__}"

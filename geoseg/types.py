@@ -1,21 +1,85 @@
-"""Small frozen value types shared by every stage: pixel windows and raster grids.
+"""Small frozen value types shared by every stage: pixel windows, raster grids, file locations.
 
 Windows are integer pixel windows on a grid, never fractional. Grids pair a shape with an affine
 transform and a CRS, or explicitly no CRS: a grid in image pixel coordinates (field photos).
 Both validate on construction, in the manner of ``rasterio.windows.Window`` and odc-geo's
-``GeoBox``.
+``GeoBox``. A raster's location is a local :class:`~pathlib.Path` or a :class:`RemoteLocation`
+(a URL, never turned into a path).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias, overload
+from urllib.parse import urlsplit
 
 import rasterio.windows
 from affine import Affine
 from rasterio.crs import CRS
 
 from geoseg.errors import GeoreferenceError
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
+#: URL schemes of remote rasters (``http`` too, for servers on a private network).
+REMOTE_SCHEMES = ("https", "http", "s3")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteLocation:
+    """A remote raster: an ``https://`` (or ``http://``) URL or an ``s3://bucket/key`` object.
+
+    Kept as the URL it is written as (a :class:`~pathlib.Path` would turn ``//`` into ``/``);
+    ``geoseg.io.remote`` reads it through GDAL's ``/vsicurl/`` and ``/vsis3/``.
+    """
+
+    url: str
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme.lower() not in REMOTE_SCHEMES or not parts.netloc:
+            raise ValueError(f"'{self.url}' is not an https://, http:// or s3:// URL")
+        if parts.scheme.lower() == "s3" and not parts.path.strip("/"):
+            raise ValueError(f"'{self.url}' names a bucket but no object: use s3://BUCKET/KEY")
+
+    @property
+    def scheme(self) -> str:
+        """``https``, ``http`` or ``s3``."""
+        return urlsplit(self.url).scheme.lower()
+
+    @property
+    def name(self) -> str:
+        """The last part of the URL's path (the file name)."""
+        return urlsplit(self.url).path.rstrip("/").rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+#: Where a raster is read from: a local file, or a remote object.
+Location: TypeAlias = Path | RemoteLocation
+
+
+@overload
+def is_remote(location: Path | RemoteLocation) -> TypeIs[RemoteLocation]: ...
+@overload
+def is_remote(location: str | os.PathLike[str]) -> bool: ...
+def is_remote(location: str | os.PathLike[str] | RemoteLocation) -> bool:
+    """Whether ``location`` is remote: a :class:`RemoteLocation`, or a URL string.
+
+    A :class:`~pathlib.Path` is always local, so checks of local files can skip the rest
+    (``[p for p in step.reads() if not is_remote(p)]`` is a list of paths).
+    """
+    if isinstance(location, RemoteLocation):
+        return True
+    if not isinstance(location, str):
+        return False
+    scheme, sep, _ = location.partition("://")
+    return bool(sep) and scheme.lower() in REMOTE_SCHEMES
 
 
 @dataclass(frozen=True, slots=True)

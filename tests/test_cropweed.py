@@ -14,7 +14,7 @@ from PIL import Image
 from geoseg.analysis.instances import boxes, counts, instances
 from geoseg.analysis.weedgrid import weed_grid
 from geoseg.catalog import Catalog
-from geoseg.errors import CatalogError, ConfigError
+from geoseg.errors import CatalogError, ConfigError, RasterOpenError
 from geoseg.io.images import read_annotation, read_image
 from tests.conftest import REPO, gdal_client_check, needs_data
 
@@ -115,7 +115,7 @@ def test_image_set_reading_and_unmapped_colours(tmp_path: Path) -> None:
 
 
 def test_vegetation_masks_make_unannotated_plants_unlabelled(tmp_path: Path) -> None:
-    from geoseg.io.images import read_labels
+    from geoseg.io.images import read_image, read_labels
 
     annotation = np.zeros((4, 5, 3), np.uint8)  # all black = soil
     annotation[0, 0] = (0, 255, 0)  # an annotated crop pixel
@@ -131,13 +131,24 @@ def test_vegetation_masks_make_unannotated_plants_unlabelled(tmp_path: Path) -> 
         "    classes: {1: {name: soil, color: '#aa7722'}, 2: {name: crop, color: '#22aa22'}}\n"
     )
     ref = Catalog.load(_catalog(tmp_path, body)).image_set("s")
-    codes = read_labels(ref, "1")
+    codes = read_labels(ref, "1", (4, 5))
     assert codes[0, 0] == 2, "annotated plants keep their class"
     assert (codes[2, 1:3] == 0).all(), "vegetation the annotation calls soil is unlabelled"
     assert (codes == 1).sum() == 20 - 3
     Image.fromarray(mask[:3]).save(tmp_path / "img" / "001_mask.png")
-    with pytest.raises(CatalogError, match=r"001_mask\.png is 5x3 px but its annotation is 5x4"):
-        read_labels(ref, "1")
+    with pytest.raises(
+        CatalogError, match=r"001_mask\.png is 5x3 px but its image .*001\.png is 5x4"
+    ):
+        read_labels(ref, "1", (4, 5))
+    with pytest.raises(CatalogError, match=r"001_ann\.png is 5x4 px but its image .* is 6x4 px"):
+        read_labels(ref, "1", (4, 6))
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(photo)
+    photo.write_bytes(photo.read_bytes()[:6000])  # cut inside the image data
+    with pytest.raises(
+        RasterOpenError, match=r"photo\.png is not an image .* truncated or corrupt"
+    ):
+        read_image(photo)
     with pytest.raises(ConfigError, match=r"vegetation_masks\.background 7 is not a code"):
         Catalog.load(_catalog(tmp_path, body.replace("background: 1", "background: 7")))
 

@@ -107,3 +107,41 @@ def test_values_on_the_wrong_scale_are_refused_before_inference(
     path.write_text(path.read_text() + "      input_check: warn\n")
     run_workflow(path, show_progress=False)
     assert "band 'red'" in caplog.text and (tmp_path / "out" / "classes.tif").exists()
+
+
+@pytest.mark.parametrize("swap", [("blue", "nir"), ("red", "swir1"), ("nir", "swir1")])
+def test_bands_in_the_wrong_order_are_refused_before_inference(
+    tmp_path: Path, swap: tuple[str, str]
+) -> None:
+    from geoseg.errors import BundleError
+    from geoseg.workflow.run import run_workflow
+
+    first, second = swap
+    bands = BANDS.replace(f"{{name: {first}}}", "{name: FIRST}").replace(
+        f"{{name: {second}}}", f"{{name: {first}}}"
+    )
+    bands = bands.replace("{name: FIRST}", f"{{name: {second}}}")
+    catalog = write_catalog(tmp_path, f"  s:\n    file: {SAMPLE}\n    bands: {bands}\n")
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        f"version: 1\ncatalog: {catalog}\nsteps:\n  - predict:\n      source: s\n"
+        f"      model: {REPO / 'models' / 'landcover-nc-l7.geoseg'}\n"
+        f"      output: {tmp_path / 'out'}\n      vector: {{enabled: false}}\n"
+    )
+    with pytest.raises(BundleError, match=rf"bands '{first}' and '{second}' look swapped"):
+        run_workflow(path, show_progress=False)
+    assert not (tmp_path / "out" / "classes.tif").exists(), "refused before inference"
+
+
+def test_only_swaps_that_change_the_band_correlations_are_detectable() -> None:
+    import numpy as np
+    import rasterio
+
+    from geoseg.model.bundle import load_meta
+
+    profile = load_meta(REPO / "models" / "landcover-nc-l7.geoseg").input_profiles()[0]
+    with rasterio.open(SAMPLE) as ds:
+        sample = ds.read([1, 2, 3, 4, 5], masked=True).astype(np.float32).filled(np.nan)
+    assert profile.swapped_bands(sample) is None, "the bands as they are"
+    assert profile.swapped_bands(sample[[3, 1, 2, 0, 4]]) == ("blue", "nir")
+    assert profile.swapped_bands(sample[[2, 1, 0, 3, 4]]) is None, "blue and red: too alike"

@@ -1,9 +1,8 @@
 """``geoseg`` command-line interface.
 
 Commands stay thin: they parse arguments, call one library function, and print. Every
-:class:`~geoseg.errors.GeoSegError` becomes a one-paragraph message on stderr and a non-zero exit
-code (2 for configuration and usage errors, 1 for data and runtime errors); ``-v`` adds the
-traceback.
+failure becomes a one-paragraph message on stderr and a documented exit code (see
+:func:`_guarded`); ``-v`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -11,19 +10,23 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shlex
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 from rasterio.errors import NotGeoreferencedWarning
 from rich.console import Console
 from rich.logging import RichHandler
 
-from geoseg.errors import ConfigError, GeoSegError
+from geoseg.errors import ConfigError, GeoSegError, InterruptedRun, root_cause
 from geoseg.executor import ExecutorKind
 
 if TYPE_CHECKING:
@@ -40,7 +43,7 @@ app.add_typer(catalog_app, name="catalog")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
-_state: dict[str, Any] = {"verbosity": 0}
+_state: dict[str, Any] = {"verbosity": 0, "signal": signal.SIGINT}
 
 T = TypeVar("T")
 
@@ -57,15 +60,57 @@ def _setup_logging(verbosity: int) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def _guarded(action: Callable[[], T]) -> T:
-    """Run ``action``; turn geoseg errors into a message and an exit code."""
+def _guarded(action: Callable[[], T], resume_hint: bool = False) -> T:
+    """Run ``action``; turn every failure into one message on stderr and an exit code.
+
+    Exit codes: 2 configuration or usage, 1 data or environment, 130 interrupted by SIGINT and
+    143 by SIGTERM (with the ``--resume`` command where ``resume_hint``), 70 an unexpected error
+    (a bug: ``-v`` shows its traceback).
+    """
     try:
         return action()
     except GeoSegError as exc:
-        if _state["verbosity"] > 0:
-            err.print_exception()
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+        message, code = str(exc), exc.exit_code
+        if isinstance(exc, InterruptedRun):
+            code = 128 + _state["signal"]
+            if resume_hint:
+                message += f". Continue with: {_resume_command()}"
+        _fail(message, code)
+    except KeyboardInterrupt:
+        _fail("interrupted before any step started; nothing was written", 128 + _state["signal"])
+    except MemoryError:
+        _fail(
+            "out of memory: lower batch_size or chunk_size (or use fewer workers) and run again",
+            1,
+        )
+    except OSError as exc:
+        _fail(root_cause(exc), 1)
+    except Exception as exc:
+        _fail(
+            f"unexpected error (a bug in geoseg; please report it with the output of "
+            f"'geoseg -v ...'): {type(exc).__name__}: {root_cause(exc)}",
+            70,
+        )
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """Print ``message`` as the one error line (with the traceback under ``-v``) and exit."""
+    if _state["verbosity"] > 0:
+        err.print_exception()
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _resume_command() -> str:
+    """The command line that was run, without ``--overwrite`` and with ``--resume``."""
+    args = [a for a in sys.argv[1:] if a not in ("--overwrite", "--resume", "--no-resume")]
+    return shlex.join(["geoseg", *args, "--resume"])
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C: what finished is kept."""
+    _state["signal"] = signum
+    raise KeyboardInterrupt
 
 
 def _version(value: bool) -> None:
@@ -95,6 +140,8 @@ def main(
 ) -> None:
     """geoseg: land-cover, crop and weed maps from large rasters."""
     _state["verbosity"] = -1 if quiet else verbose
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     _setup_logging(_state["verbosity"])
     # Bound GDAL's block cache (default: 5 % of RAM) unless the user chose a size.
     os.environ.setdefault("GDAL_CACHEMAX", "256")
@@ -151,7 +198,7 @@ def run(
             spec = replace(spec, workers=workers)
         return run_plan(plan, overwrite, _progress(), resume, spec)
 
-    for report in _guarded(action):
+    for report in _guarded(action, resume_hint=True):
         _print_report(report)
 
 
@@ -201,16 +248,19 @@ def catalog_list(
 ) -> None:
     """List the named sources of a catalog."""
     from geoseg.catalog import Catalog
+    from geoseg.types import is_remote
 
     loaded = _guarded(lambda: Catalog.load(catalog))
     out.print(f"{loaded.path}: {len(loaded.names)} source(s)", highlight=False)
     for name in loaded.names:
         source = _guarded(functools.partial(loaded.source, name))
-        present = sum(p.exists() for p in source.paths)
+        present = sum(not is_remote(p) and p.exists() for p in source.paths)
+        remote = sum(is_remote(p) for p in source.paths)
         labels = ",".join(lab.name for lab in source.labels) or "-"
         out.print(
             f"  {name}\n    bands: {', '.join(source.band_names)} ({source.units})\n"
-            f"    labels: {labels}\n    files present: {present}/{len(source.paths)}\n"
+            f"    labels: {labels}\n    files present: {present}/{len(source.paths) - remote} "
+            f"local{f', {remote} remote (not checked)' if remote else ''}\n"
             f"    licence: {source.licence}",
             highlight=False,
             soft_wrap=True,

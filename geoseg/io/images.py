@@ -14,11 +14,11 @@ import geopandas as gpd
 import numpy as np
 import shapely
 import shapely.affinity
-import yaml
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from geoseg.catalog import ImageSetRef
+from geoseg.config import load_yaml
 from geoseg.errors import CatalogError, RasterOpenError
 
 
@@ -26,9 +26,14 @@ def _open(path: Path) -> Image.Image:
     if not path.exists():
         raise RasterOpenError(f"image {path} does not exist; check the image set's pattern")
     try:
-        return Image.open(path)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise RasterOpenError(f"{path} is not an image Pillow can open ({exc})") from exc
+        image = Image.open(path)
+        image.load()  # decode now: a truncated or corrupt file fails here, by name
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise RasterOpenError(
+            f"{path} is not an image Pillow can read ({exc}): it may be truncated or corrupt; "
+            "re-create or re-download it"
+        ) from exc
+    return image
 
 
 def read_image(path: Path, bands: int = 3) -> NDArray[np.float32]:
@@ -62,26 +67,36 @@ def read_annotation(path: Path, ref: ImageSetRef) -> NDArray[np.uint8]:
     return codes
 
 
-def read_labels(ref: ImageSetRef, item: str) -> NDArray[np.uint8]:
+def read_labels(ref: ImageSetRef, item: str, shape: tuple[int, ...]) -> NDArray[np.uint8]:
     """Class codes of one image's annotation, 0 where a vegetation mask shows an unannotated plant.
 
     Without ``vegetation_masks`` this is :func:`read_annotation`. With them, a pixel the mask
     marks as vegetation but the annotation calls background becomes unlabelled (0): such plants
-    were left out of the annotation, so they are neither background nor plant.
+    were left out of the annotation, so they are neither background nor plant. ``shape`` is the
+    image's ``(height, width)``: an annotation or mask of another size is an error naming both.
     """
-    codes = read_annotation(dict(ref.annotations)[item], ref)
+    image_path = dict(ref.images)[item]
+    path = dict(ref.annotations)[item]
+    codes = read_annotation(path, ref)
+    _same_size(path, codes.shape, image_path, shape)
     mask_path = dict(ref.vegetation).get(item)
     if mask_path is None:
         return codes
     with _open(mask_path) as image:
         mask = np.asarray(image.convert("L"))
-    if mask.shape != codes.shape:
-        raise CatalogError(
-            f"vegetation mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} px but its "
-            f"annotation is {codes.shape[1]}x{codes.shape[0]}; fix the image set's patterns"
-        )
+    _same_size(mask_path, mask.shape, image_path, shape)
     codes[(mask == ref.vegetation_value) & (codes == ref.background)] = 0
     return codes
+
+
+def _same_size(path: Path, size: tuple[int, ...], image: Path, image_size: tuple[int, ...]) -> None:
+    """Refuse an annotation or mask whose size differs from its image's."""
+    if tuple(size) != tuple(image_size):
+        raise CatalogError(
+            f"{path} is {size[1]}x{size[0]} px but its image {image} is "
+            f"{image_size[1]}x{image_size[0]} px: each annotation must cover its image pixel for "
+            "pixel; fix the file or the image set's patterns"
+        )
 
 
 def read_polygons(path: Path, ref: ImageSetRef) -> gpd.GeoDataFrame:
@@ -96,10 +111,7 @@ def read_polygons(path: Path, ref: ImageSetRef) -> gpd.GeoDataFrame:
     never dropped.
     """
     codes = {name: code for code, name, _ in ref.classes}
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(f"cannot read polygon annotations {path}: {exc}") from exc
+    loaded = load_yaml(path, "polygon annotations", CatalogError)
     entries = loaded.get("annotation") if isinstance(loaded, dict) else None
     if not isinstance(entries, list):
         raise CatalogError(f"{path} must hold an 'annotation:' list of {{type, points}} entries")

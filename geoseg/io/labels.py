@@ -1,12 +1,13 @@
 """Label layers on a source's grid, as common class codes (0 = unlabelled) for any window.
 
-A label raster is read window by window; vector polygons are rasterised window by window.
+A label raster (a local file or a remote object) is read window by window; vector polygons (a
+local file) are rasterised window by window.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -20,8 +21,9 @@ from rasterio.crs import CRS
 from geoseg.catalog import LabelRef
 from geoseg.errors import CatalogError, GridMismatchError, RasterOpenError
 from geoseg.io.raster import checked_grid, open_raster, quiet_georeference_warnings
+from geoseg.io.remote import is_remote, retried
 from geoseg.io.source import RasterSource, grid_mismatch, read_bands
-from geoseg.types import Grid, Window
+from geoseg.types import Grid, Location, Window
 
 
 class Labels(Protocol):
@@ -46,12 +48,9 @@ class LabelLayer:
     lookup: tuple[int, ...] | None
 
     @classmethod
-    def open(cls, ref: LabelRef, grid: Grid, source_name: str, source_path: Path) -> LabelLayer:
+    def open(cls, ref: LabelRef, grid: Grid, source_name: str, source_path: Location) -> LabelLayer:
         """Open and check that the labels lie on ``grid`` (equivalent CRSs accepted)."""
-        with quiet_georeference_warnings(), open_raster(ref.path) as ds:
-            if ref.band > ds.count:
-                raise RasterOpenError(f"label file {ref.path} has no band {ref.band}")
-            label_grid = checked_grid(ds, ref.path)
+        label_grid = retried(ref.path, functools.partial(_label_grid, ref))
         if not label_grid.same_as(grid):
             raise GridMismatchError(
                 grid_mismatch(f"labels '{ref.name}'", ref.path, label_grid, source_path, grid)
@@ -96,6 +95,8 @@ class VectorLabels:
     @classmethod
     def open(cls, ref: LabelRef, grid: Grid, source_name: str) -> VectorLabels:
         """Check the layer, its attribute and its CRS against the source grid."""
+        if is_remote(ref.path):  # the catalog refuses these
+            raise CatalogError(f"vector labels '{ref.name}' must be a local file, not {ref.path}")
         if not ref.path.exists():
             raise RasterOpenError(f"label layer {ref.path} does not exist; check the path")
         try:
@@ -160,6 +161,14 @@ class VectorLabels:
                 shapes, out_shape=window.shape, transform=transform, fill=0, dtype="uint8"
             )
         return out
+
+
+def _label_grid(ref: LabelRef) -> Grid:
+    """The grid of a label raster, refusing a missing band."""
+    with quiet_georeference_warnings(), open_raster(ref.path) as ds:
+        if ref.band > ds.count:
+            raise RasterOpenError(f"label file {ref.path} has no band {ref.band}")
+        return checked_grid(ds, ref.path)
 
 
 def _reproject(geometry: shapely.Geometry, source: CRS, target: CRS) -> shapely.Geometry:

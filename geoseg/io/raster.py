@@ -1,8 +1,9 @@
 """Opening one raster file with clear errors, and describing it.
 
 Every open goes through :func:`open_raster`, so a missing, empty or non-raster path always gives
-the same :class:`RasterOpenError` naming the path. Georeferencing is checked by
-:func:`checked_grid`: a missing CRS or geotransform is an error, never a silent pixel-space run.
+the same :class:`RasterOpenError` naming the path; a remote location is opened through
+:mod:`geoseg.io.remote`. Georeferencing is checked by :func:`checked_grid`: a missing CRS or
+geotransform is an error, never a silent pixel-space run.
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 
 from geoseg.errors import GeoreferenceError, RasterOpenError, RasterReadError
-from geoseg.types import Grid, Window
+from geoseg.io.remote import explain, is_remote, open_remote
+from geoseg.types import Grid, Location, Window
 
 
 @contextmanager
-def open_raster(path: Path) -> Iterator[rasterio.DatasetReader]:
-    """Open ``path`` for reading, turning every failure into :class:`RasterOpenError`."""
+def open_raster(path: Location) -> Iterator[rasterio.DatasetReader]:
+    """Open a file or remote object for reading; every failure is a :class:`RasterOpenError`."""
+    if is_remote(path):
+        with open_remote(path) as dataset:
+            yield dataset
+        return
     if not path.exists():
         raise RasterOpenError(f"raster {path} does not exist; check the path (and GEOSEG_DATA)")
     if path.is_dir():
@@ -55,7 +61,7 @@ def quiet_georeference_warnings() -> Iterator[None]:
         yield
 
 
-def checked_grid(dataset: rasterio.DatasetReader, path: Path, crs: str | None = None) -> Grid:
+def checked_grid(dataset: rasterio.DatasetReader, path: Location, crs: str | None = None) -> Grid:
     """The dataset's grid, refusing missing georeferencing.
 
     ``crs`` is a CRS asserted by the catalog for files that carry none; it is refused when the
@@ -87,6 +93,15 @@ def checked_grid(dataset: rasterio.DatasetReader, path: Path, crs: str | None = 
             "assert it in the catalog source with 'crs: EPSG:XXXX'"
         )
     return Grid(dataset.height, dataset.width, dataset.transform, file_crs)
+
+
+def read_error(path: Location, what: str, exc: RasterioError) -> RasterReadError:
+    """The error for a failed read of ``path``: ``what`` failed, why, and how to fix it."""
+    if is_remote(path):
+        return RasterReadError(f"{what} failed: {explain(path, exc)}")
+    return RasterReadError(
+        f"{what} failed: {exc}. The file may be truncated or corrupt; re-create it"
+    )
 
 
 def file_grid(path: Path) -> Grid:

@@ -2,7 +2,8 @@
 
 :class:`RasterSource` is a small picklable description (paths, grid, nodata); it holds no open
 dataset. Every read opens the files it needs, reads, and closes them, so it is safe inside Dask
-tasks on any thread or process (GUIDE §4: never share an open dataset).
+tasks on any thread or process (GUIDE §4: never share an open dataset). Files may be remote
+objects: each open and read of one is retried on transient failures (:mod:`geoseg.io.remote`).
 
 Reads return float32 ``(band, y, x)`` arrays in the source's units (scale/offset applied) with NaN
 where a band is nodata or the window lies outside the image.
@@ -10,9 +11,9 @@ where a band is nodata or the window lies outside the image.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -22,16 +23,17 @@ from numpy.typing import NDArray
 from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 
-from geoseg.catalog import SourceRef
-from geoseg.errors import GridMismatchError, RasterOpenError, RasterReadError
-from geoseg.io.raster import checked_grid, open_raster, quiet_georeference_warnings
-from geoseg.types import Grid, Window
+from geoseg.catalog import BandRef, SourceRef
+from geoseg.errors import GridMismatchError, RasterOpenError
+from geoseg.io.raster import checked_grid, open_raster, quiet_georeference_warnings, read_error
+from geoseg.io.remote import retried
+from geoseg.types import Grid, Location, Window
 
 #: Default edge length of a Dask chunk, in pixels, before alignment to the file's blocks.
 DEFAULT_CHUNK = 1024
 
 
-def grid_mismatch(what: str, path: Path, grid: Grid, ref_path: Path, ref_grid: Grid) -> str:
+def grid_mismatch(what: str, path: Location, grid: Grid, ref_path: Location, ref_grid: Grid) -> str:
     """A message saying ``path`` is not on the grid of ``ref_path``, and how to fix it."""
     return (
         f"{what} {path} ({grid.describe()}, origin {grid.transform.c:g},{grid.transform.f:g}) is "
@@ -42,7 +44,7 @@ def grid_mismatch(what: str, path: Path, grid: Grid, ref_path: Path, ref_grid: G
 
 
 def read_bands(
-    path: Path, bands: Sequence[int], window: Window, nodata: Sequence[float | None]
+    path: Location, bands: Sequence[int], window: Window, nodata: Sequence[float | None]
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Read bands of one file over an in-image window: float32 values and validity masks.
 
@@ -50,6 +52,13 @@ def read_bands(
     Validity: the catalog's nodata when given; else the file's nodata value compared directly;
     else GDAL's mask (alpha band, internal mask), read only when there is one.
     """
+    return retried(path, lambda: _read_bands(path, bands, window, nodata))
+
+
+def _read_bands(
+    path: Location, bands: Sequence[int], window: Window, nodata: Sequence[float | None]
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """One attempt of :func:`read_bands`."""
     with open_raster(path) as ds:
         try:
             values = ds.read(list(bands), window=window.to_rasterio())
@@ -68,13 +77,34 @@ def read_bands(
                 elif MaskFlags.all_valid not in flags:
                     valid[i] = ds.read_masks(band, window=window.to_rasterio()) > 0
         except RasterioError as exc:
-            raise RasterReadError(
-                f"reading {path} band(s) {list(bands)}, window {window} failed: {exc}. The file "
-                "may be truncated or corrupt; re-create it"
-            ) from exc
+            what = f"reading {path} band(s) {list(bands)}, window {window}"
+            raise read_error(path, what, exc) from exc
     data = values.astype(np.float32, copy=False)
     valid &= np.isfinite(data)
     return data, valid
+
+
+def _describe_band(ref: SourceRef, band: BandRef) -> tuple[Grid, str, tuple[int, int]]:
+    """Grid, dtype and block shape of one band of a source (its file opened once)."""
+    with quiet_georeference_warnings(), open_raster(band.path) as ds:
+        if band.band > ds.count:
+            raise RasterOpenError(
+                f"source '{ref.name}' band '{band.name}' asks for band {band.band} of "
+                f"{band.path}, which has {ds.count} band(s)"
+            )
+        block_h, block_w = ds.block_shapes[band.band - 1]
+        grid = checked_grid(ds, band.path, ref.crs)
+        return grid, ds.dtypes[band.band - 1], (int(block_h), int(block_w))
+
+
+def _read_decimated(band: BandRef, shape: tuple[int, int]) -> NDArray[np.float32]:
+    """One band read at ``shape`` (GDAL's overviews or decimation), as a masked array."""
+    with open_raster(band.path) as ds:
+        try:
+            masked: NDArray[np.float32] = ds.read(band.band, out_shape=shape, masked=True)
+        except RasterioError as exc:
+            raise read_error(band.path, f"reading {band.path} decimated to {shape}", exc) from exc
+    return masked
 
 
 def sample_statistics(
@@ -105,26 +135,20 @@ class RasterSource:
     def open(cls, ref: SourceRef) -> RasterSource:
         """Open every band file once, check they exist, hold the bands, and share one grid."""
         grid: Grid | None = None
-        first: Path | None = None
+        first: Location | None = None
         dtypes: list[str] = []
         block_shape = (1, 1)
         for band in ref.bands:
-            with quiet_georeference_warnings(), open_raster(band.path) as ds:
-                if band.band > ds.count:
-                    raise RasterOpenError(
-                        f"source '{ref.name}' band '{band.name}' asks for band {band.band} of "
-                        f"{band.path}, which has {ds.count} band(s)"
-                    )
-                band_grid = checked_grid(ds, band.path, ref.crs)
-                dtypes.append(ds.dtypes[band.band - 1])
-                if grid is None or first is None:
-                    grid, first = band_grid, band.path
-                    block_h, block_w = ds.block_shapes[band.band - 1]
-                    block_shape = (int(block_h), int(block_w))
-                elif not band_grid.same_as(grid):
-                    raise GridMismatchError(
-                        grid_mismatch("band file", band.path, band_grid, first, grid)
-                    )
+            band_grid, dtype, blocks = retried(
+                band.path, functools.partial(_describe_band, ref, band)
+            )
+            dtypes.append(dtype)
+            if grid is None or first is None:
+                grid, first, block_shape = band_grid, band.path, blocks
+            elif not band_grid.same_as(grid):
+                raise GridMismatchError(
+                    grid_mismatch("band file", band.path, band_grid, first, grid)
+                )
         if grid is None:  # SourceSpec requires at least one band
             raise RasterOpenError(f"source '{ref.name}' has no bands")
         return cls(ref, grid, block_shape, tuple(dtypes))
@@ -163,7 +187,7 @@ class RasterSource:
         if inside is None:
             return out
         rows, cols = inside.relative_to(window).slices
-        by_file: dict[Path, list[int]] = {}
+        by_file: dict[Location, list[int]] = {}
         for index, band in enumerate(self.ref.bands):
             by_file.setdefault(band.path, []).append(index)
         for path, indexes in by_file.items():
@@ -189,8 +213,7 @@ class RasterSource:
         )
         out = np.full((self.count, *shape), np.nan, dtype=np.float32)
         for index, band in enumerate(self.ref.bands):
-            with open_raster(band.path) as ds:
-                masked = ds.read(band.band, out_shape=shape, masked=True)
+            masked = retried(band.path, functools.partial(_read_decimated, band, shape))
             values = (
                 masked.filled(np.nan).astype(np.float32)
                 if np.ma.isMaskedArray(masked)

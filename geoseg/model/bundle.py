@@ -10,11 +10,14 @@ compute. This module does not import torch.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from geoseg.config import ClosedModel, canonical_sha256, format_validation_error
@@ -41,6 +44,14 @@ PIXEL_SIZE_TOLERANCE = 0.01
 #: DN) and many band mix-ups are off by far more.
 MEAN_TOLERANCE_STD = 6.0
 SPREAD_TOLERANCE_FACTOR = 8.0
+#: How much better (mean absolute difference of band correlations) exchanging two bands must fit
+#: the training correlations before the input is said to have them swapped. Measured on quarters
+#: of the NC scene against the shipped model's profile: as given they differ by 0.006-0.043;
+#: exchanging a visible band with NIR or SWIR (or NIR with SWIR) fits 0.11-0.23 better;
+#: exchanging two visible bands only 0.01-0.03 (not detectable this way).
+SWAP_MARGIN = 0.1
+#: Fewer valid sampled pixels than this are too few to judge band correlations.
+MIN_SAMPLE_PIXELS = 100
 
 
 class ClassInfo(ClosedModel):
@@ -107,6 +118,41 @@ class InputProfile(ClosedModel):
     pixel_size: float = Field(gt=0)
     crs_units: str = "metre"
     bands: list[BandStats] = Field(min_length=1)
+    # Pearson correlations between the bands (in ``bands`` order) over the training pixels:
+    # they reveal bands fed in the wrong order (None in bundles from before they were recorded).
+    correlation: list[list[float]] | None = None
+
+    def swapped_bands(self, sample: NDArray[np.float32]) -> tuple[str, str] | None:
+        """Two bands that look swapped in a ``(band, y, x)`` sample in this profile's band order.
+
+        The sample's band correlations are compared with the training ones as they are and with
+        each pair of bands exchanged; a pair is reported when exchanging it fits better by more
+        than :data:`SWAP_MARGIN` (mean absolute difference of correlations). Bands of similar
+        behaviour (two visible bands) fit either way and are not reported: only swaps that mix
+        up spectrally different bands, which ruin a map, are caught.
+        """
+        if self.correlation is None or len(self.bands) < 3:
+            return None
+        valid = np.all(np.isfinite(sample), axis=0)
+        if valid.sum() < MIN_SAMPLE_PIXELS:
+            return None
+        values = sample[:, valid].astype(np.float64)
+        if np.any(values.std(axis=1) == 0):
+            return None
+        found = np.corrcoef(values)
+        trained = np.asarray(self.correlation)
+        order = np.arange(len(self.bands))
+        as_given = float(np.abs(found - trained).mean())
+        best, pair = as_given, None
+        for i, j in itertools.combinations(order, 2):
+            swap = order.copy()
+            swap[[i, j]] = swap[[j, i]]
+            fit = float(np.abs(found - trained[np.ix_(swap, swap)]).mean())
+            if fit < best:
+                best, pair = fit, (int(i), int(j))
+        if pair is None or as_given - best <= SWAP_MARGIN:
+            return None
+        return self.bands[pair[0]].name, self.bands[pair[1]].name
 
     def off_profile(self, sample: dict[str, tuple[float, float]]) -> list[str]:
         """Bands whose sampled ``(mean, std)`` look nothing like the training pixels, and why.

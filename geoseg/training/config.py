@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from geoseg.config import ClosedModel
 from geoseg.model.bundle import NetworkSpec
-from geoseg.model.device import DeviceName
+from geoseg.model.device import DeviceName, torch_threads
 from geoseg.tiling.grid import TileGrid
 
 
@@ -70,6 +70,14 @@ class TrainConfig(ClosedModel):
         if self.sources:
             return list(self.sources)
         return [TrainSource(source=self.source, labels=self.labels)] if self.source else []
+
+    @property
+    def thread_count(self) -> int:
+        """Torch threads for training: ``threads``, else every core (as one inference worker).
+
+        Set explicitly, so a run and its resumption compute alike whatever ran before them.
+        """
+        return self.threads or torch_threads(1)
 
     @model_validator(mode="after")
     def _chips_fit_the_network(self) -> TrainConfig:

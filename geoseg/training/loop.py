@@ -3,11 +3,12 @@
 Seeded and reproducible: chip windows, augmentations and weight initialisation all derive from
 ``step.seed``. Validation predicts the whole scene with the same stitched sliding-window inference
 used in production and scores only the held-out blocks, so the reported IoUs are what a user gets.
+After every epoch a checkpoint records the whole training state, so a killed run resumed from it
+ends with the same weights as an uninterrupted one (:mod:`geoseg.training.checkpoint`).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +25,6 @@ from geoseg.classes import class_info
 from geoseg.errors import TrainingError
 from geoseg.evaluation.metrics import Scores, confusion_matrix, scores
 from geoseg.executor import progress_bar
-from geoseg.export.atomic import atomic_path
 from geoseg.model.bundle import BundleMeta, ClassInfo
 from geoseg.model.device import resolve_device
 from geoseg.model.network import build_network
@@ -34,23 +34,12 @@ from geoseg.stitch.predict import InferenceSpec
 from geoseg.stitch.reference import predict_in_memory
 from geoseg.tiling.grid import TileGrid
 from geoseg.training.card import model_card
+from geoseg.training.checkpoint import EpochRecord, Kept, Progress, Stateful, checkpoint_folder
 from geoseg.training.chips import augment, cut, sample_chip_windows
 from geoseg.training.config import TrainConfig
 from geoseg.training.scene import Scene, load_image_set, load_scene
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EpochRecord:
-    """Loss and validation scores after one epoch."""
-
-    epoch: int
-    loss: float
-    miou: float | None
-    per_class_iou: dict[str, float | None]
-    seconds: float
-    miou_per_source: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,17 +110,21 @@ def train(
     output: Path,
     show_progress: bool = True,
     checkpoints: Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train a network as ``step`` says and write its bundle to ``output`` (a new folder).
 
-    Checkpoints (``last.pt``, ``best.pt``) go to ``checkpoints``, by default
-    ``OUTPUT.checkpoints`` beside the bundle. Whether an existing bundle may be replaced is the
-    caller's decision (the workflow's step transaction trains into a fresh staging folder).
+    Checkpoints (``last.pt``, ``best.pt``, see :mod:`geoseg.training.checkpoint`) are written
+    after every epoch to ``checkpoints``, by default ``OUTPUT.checkpoints`` beside the bundle.
+    With ``resume``, training continues after the epoch of ``checkpoints/last.pt`` and ends with
+    the weights and history of an uninterrupted run; the caller vouches that the checkpoint was
+    written for this ``step`` (a workflow's run record does). Whether an existing bundle may be
+    replaced is the caller's decision (the workflow's step transaction trains into a fresh
+    staging folder).
     """
     torch.manual_seed(step.seed)
     rng = np.random.default_rng(step.seed)
-    if step.threads:
-        torch.set_num_threads(step.threads)
+    torch.set_num_threads(step.thread_count)
     device = resolve_device(step.device)
     scenes = [
         scene
@@ -174,18 +167,20 @@ def train(
         optimiser, max_lr=step.learning_rate, total_steps=step.epochs * steps_per_epoch
     )
     loss_fn = _loss(step, torch.from_numpy(weights).to(device))
-    checkpoints = checkpoints or output.with_name(output.name + ".checkpoints")
+    checkpoints = checkpoints or checkpoint_folder(output)
     checkpoints.mkdir(parents=True, exist_ok=True)
     chips = _chip_counts(scenes, targets, step.chips_per_epoch)
 
-    history: list[EpochRecord] = []
-    best: tuple[float, int, dict[str, torch.Tensor], Scores, dict[str, float | None]] | None = None
+    stateful: dict[str, Stateful] = {"optimiser": optimiser, "schedule": schedule}
+    done = Progress.resume(checkpoints, network, stateful, rng) if resume else Progress()
+    if done.epoch:
+        log.info("resuming training after epoch %d of %d", done.epoch, step.epochs)
     names = {c: scenes[0].classes.get(c, (class_info(c).name, ""))[0] for c in class_codes}
     colours = {c: scenes[0].classes.get(c, ("", class_info(c).color))[1] for c in class_codes}
     network.train()
     with progress_bar(show_progress) as progress:
-        epochs = progress.add_task("train epochs", total=step.epochs)
-        for epoch in range(1, step.epochs + 1):
+        epochs = progress.add_task("train epochs", total=step.epochs, completed=done.epoch)
+        for epoch in range(done.epoch + 1, step.epochs + 1):
             start = time.perf_counter()
             drawn = [
                 (i, w)
@@ -214,30 +209,29 @@ def train(
             progress.remove_task(batches)
             mean_loss = float(np.mean(losses))
             state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-            _save_checkpoint(checkpoints / "last.pt", state, epoch)
             if epoch % step.validate_every and epoch != step.epochs:
                 log.info("epoch %d loss %.4f (not validated)", epoch, mean_loss)
-                progress.advance(epochs)
-                continue
-            result, per_scene = _validate(network, device, scenes, specs)
-            record = EpochRecord(
-                epoch,
-                mean_loss,
-                result.miou,
-                {names[c.code]: c.iou for c in result.classes},
-                time.perf_counter() - start,
-                per_scene,
-            )
-            history.append(record)
-            log.info("epoch %d loss %.4f val mIoU %s", epoch, record.loss, record.miou)
-            miou = result.miou if result.miou is not None else -1.0
-            if best is None or miou > best[0] or step.keep == "last":
-                best = (miou, epoch, copy.deepcopy(state), result, per_scene)
-                _save_checkpoint(checkpoints / "best.pt", state, epoch)
+            else:
+                result, per_scene = _validate(network, device, scenes, specs)
+                record = EpochRecord(
+                    epoch,
+                    mean_loss,
+                    result.miou,
+                    {names[c.code]: c.iou for c in result.classes},
+                    time.perf_counter() - start,
+                    per_scene,
+                )
+                done.history.append(record)
+                log.info("epoch %d loss %.4f val mIoU %s", epoch, record.loss, record.miou)
+                miou = result.miou if result.miou is not None else -1.0
+                if done.kept is None or miou > done.kept.miou or step.keep == "last":
+                    done.kept = Kept(miou, epoch, state, result.as_dict(names), per_scene)
+            done.epoch = epoch
+            done.save(checkpoints, state, stateful, rng)  # after validation: a complete epoch
             progress.advance(epochs)
-    if best is None:  # epochs >= 1 always records one
+    kept = done.kept
+    if kept is None:  # epochs >= 1 always records one
         raise TrainingError("training ran no epoch")
-    _, best_epoch, best_state, best_scores, best_per_scene = best
     lead = scenes[0]
     sources = {scene.name: scene for scene in reversed(scenes)}  # first scene of each source
     firsts = [sources[name] for name in dict.fromkeys(scene.name for scene in scenes)]
@@ -249,21 +243,21 @@ def train(
         pixel_size=lead.pixel_size,
         crs_units=lead.crs_units,
         classes=[ClassInfo(code=c, name=names[c], color=colours[c]) for c in class_codes],
-        profiles=[scene.profile() for scene in firsts] if len(firsts) > 1 else [],
+        profiles=[scene.profile() for scene in firsts],
         tile_size=step.chip_size,
         overlap=step.overlap,
         training_data=[scene.provenance for scene in firsts],
-        training=_training_summary(step, scenes, targets, class_codes, names, best_epoch),
+        training=_training_summary(step, scenes, targets, class_codes, names, kept.epoch),
         metrics={
-            "validation": best_scores.as_dict(names),
-            "validation_miou_per_source": best_per_scene,
-            "best_epoch": best_epoch,
-            "history": [vars(r) for r in history],
+            "validation": kept.validation,
+            "validation_miou_per_source": kept.miou_per_source,
+            "best_epoch": kept.epoch,
+            "history": [vars(r) for r in done.history],
         },
         weights_dtype="float16",
     )
-    meta = save_bundle(meta, best_state, output, model_card(meta, step.card))
-    return TrainResult(output, meta, history)
+    meta = save_bundle(meta, kept.state, output, model_card(meta, step.card))
+    return TrainResult(output, meta, done.history)
 
 
 def _loss(
@@ -304,8 +298,3 @@ def _training_summary(
         "training_pixels": {names[c]: int(n) for c, n in zip(class_codes, counts, strict=True)},
         "torch": torch.__version__,
     }
-
-
-def _save_checkpoint(path: Path, state: dict[str, torch.Tensor], epoch: int) -> None:
-    with atomic_path(path, overwrite=True) as tmp:
-        torch.save({"epoch": epoch, "state_dict": state}, tmp)

@@ -7,6 +7,7 @@ scenes of one source share its band statistics, recorded as that source's input 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,9 @@ from geoseg.training.config import ValidationConfig
 from geoseg.training.holdout import Split, spatial_split
 from geoseg.types import PIXEL_UNIT
 
+#: About how many pixels the band correlations of an input profile are computed from.
+CORRELATION_PIXELS = 1_000_000
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -38,6 +42,7 @@ class Scene:
     split: Split
     mean: NDArray[np.float64]
     std: NDArray[np.float64]
+    correlation: NDArray[np.float64]
     units: str
     pixel_size: float
     crs_units: str
@@ -55,6 +60,7 @@ class Scene:
                 BandStats(name=n, mean=float(m), std=float(s))
                 for n, m, s in zip(self.band_names, self.mean, self.std, strict=True)
             ],
+            correlation=np.round(self.correlation, 4).tolist(),
         )
 
     def target(self, lookup: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -64,13 +70,29 @@ class Scene:
 
 def _stats(
     images: Sequence[NDArray[np.float32]],
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per-band mean and std over the valid pixels of ``images``."""
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per-band mean and std over the valid pixels of ``images``, and the band correlations.
+
+    Correlations are over pixels valid in every band, on a regular grid of at most about
+    :data:`CORRELATION_PIXELS` of them (1 on the diagonal; 0 for a constant band).
+    """
     bands = images[0].shape[0]
     values = [np.concatenate([img[b][np.isfinite(img[b])] for img in images]) for b in range(bands)]
+    pixels = sum(img.shape[1] * img.shape[2] for img in images)
+    step = max(1, math.ceil(math.sqrt(pixels / CORRELATION_PIXELS)))
+    thinned = [img[:, ::step, ::step] for img in images]
+    complete = np.concatenate(
+        [img[:, np.all(np.isfinite(img), axis=0)] for img in thinned], axis=1
+    ).astype(np.float64)
+    correlation: NDArray[np.float64] = np.eye(bands)
+    if bands > 1 and complete.shape[1] > 1:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            correlation = np.nan_to_num(np.atleast_2d(np.corrcoef(complete)))
+        np.fill_diagonal(correlation, 1.0)
     return (
         np.array([float(v.mean()) for v in values]),
         np.array([max(float(v.std()), 1e-6) for v in values]),
+        correlation,
     )
 
 
@@ -97,7 +119,7 @@ def load_scene(
     split = spatial_split(
         codes, validation.block_size, validation.fraction, validation.buffer, seed
     )
-    mean, std = _stats([image])
+    mean, std, correlation = _stats([image])
     provenance = DataProvenance(
         source=source.name,
         description=source.ref.description,
@@ -116,6 +138,7 @@ def load_scene(
             split,
             mean,
             std,
+            correlation,
             source.ref.units,
             source.grid.pixel_size[0],
             source.grid.crs_units,
@@ -144,15 +167,12 @@ def load_image_set(
     """An image set as one scene per image; a seeded share of whole images is held out."""
     ref = catalog.image_set(name)
     images = [read_image(path, len(ref.bands)) for _, path in ref.images]
-    codes = [_keep(read_labels(ref, item), classes) for item in ref.ids]
-    for (item, _), image, code in zip(ref.images, images, codes, strict=True):
-        if image.shape[1:] != code.shape:
-            raise TrainingError(
-                f"image set '{name}' image {item}: image is {image.shape[2]}x{image.shape[1]} px "
-                f"but its annotation is {code.shape[1]}x{code.shape[0]}"
-            )
+    codes = [
+        _keep(read_labels(ref, item, image.shape[1:]), classes)
+        for item, image in zip(ref.ids, images, strict=True)
+    ]
     validation_items = held_out_images(len(images), validation.fraction, seed)
-    mean, std = _stats(images)
+    mean, std, correlation = _stats(images)
     geo = ref.georeference
     provenance = DataProvenance(
         source=name,
@@ -181,6 +201,7 @@ def load_image_set(
                 split,
                 mean,
                 std,
+                correlation,
                 ref.units,
                 geo.pixel_size if geo else 1.0,
                 "metre" if geo else PIXEL_UNIT,

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from geoseg.config import canonical_sha256
 from geoseg.export.atomic import atomic_path
+from geoseg.io.remote import is_remote, remote_stat
 from geoseg.model.bundle import file_sha256
-from geoseg.types import Grid
+from geoseg.types import Grid, Location
 from geoseg.versions import library_versions
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,18 @@ class Figures(Record):
 
 
 class FileRecord(Record):
-    """A file: path, size and a checksum (``sha256``, or ``quick`` for very large inputs)."""
+    """A file: path, size and a checksum (``sha256``, or ``quick`` for very large inputs).
+
+    A remote object (URL) is described by the server's metadata instead: size (``-1`` when the
+    server does not say), ``etag`` and ``modified`` (its Last-Modified).
+    """
 
     path: str
     bytes: int
     sha256: str | None = None
     quick: str | None = None
+    etag: str | None = None
+    modified: str | None = None
 
 
 class BandDefinition(Record):
@@ -212,8 +219,15 @@ FULL_HASH_LIMIT = 1024**3
 _EDGE = 16 * 1024**2
 
 
-def input_checksum(path: Path) -> FileRecord:
-    """Path, size and a checksum (``sha256`` whole, or ``quick`` for files over 1 GiB)."""
+def input_checksum(path: Location) -> FileRecord:
+    """Path, size and a checksum (``sha256`` whole, or ``quick`` for files over 1 GiB).
+
+    A remote object is never read: one HTTP HEAD gives its size, ETag and Last-Modified.
+    """
+    if is_remote(path):
+        stat = remote_stat(path)
+        size = -1 if stat.size is None else stat.size
+        return FileRecord(path=path.url, bytes=size, etag=stat.etag, modified=stat.modified)
     size = path.stat().st_size
     if size <= FULL_HASH_LIMIT:
         return FileRecord(path=str(path), bytes=size, sha256=file_sha256(path))

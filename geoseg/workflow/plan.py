@@ -8,15 +8,18 @@ tells each what the earlier ones write.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from geoseg.catalog import Catalog
-from geoseg.config import expand_path
-from geoseg.errors import ConfigError
+from geoseg.config import DATA_ENV, expand_path
+from geoseg.errors import ConfigError, OutputLocationError
 from geoseg.executor import ExecutorSpec
+from geoseg.types import is_remote
 from geoseg.workflow.kinds import KINDS
 from geoseg.workflow.protect import check_outputs, protected_inputs
 from geoseg.workflow.schema import StepConfig, load_workflow
@@ -58,6 +61,7 @@ def plan_steps(
     Two steps may not write the same output, nor share an output folder's manifest or work
     folder (each step's manifest describes its own outputs, and its stale ones are deleted), and
     no step may write over, into or around an input of the run (:mod:`geoseg.workflow.protect`).
+    Every input no earlier step writes must exist, and every output folder must be creatable.
     """
     planned: list[PlannedStep[Any]] = []
     writers: dict[Path, int] = {}
@@ -78,5 +82,43 @@ def plan_steps(
         planned.append(step)
     protected = protected_inputs(planned)
     for step in planned:
-        check_outputs(step, protected, step_label(path, origin, step.index, step.kind))
+        where = step_label(path, origin, step.index, step.kind)
+        check_outputs(step, protected, where)
+        _check_inputs_exist(step, protected, where, catalog)
+        _check_creatable(step.folder, where)
     return Plan(path, catalog, planned, executor, origin, protected)
+
+
+def _check_inputs_exist(
+    step: PlannedStep[Any], protected: frozenset[Path], where: str, catalog: Catalog
+) -> None:
+    """Refuse a step reading a file that is not there and that no earlier step writes."""
+    for read in step.reads():
+        if is_remote(read):  # checked when opened, with retries (geoseg.io.remote)
+            continue
+        if Path(os.path.realpath(read)) in protected and not read.exists():
+            raise ConfigError(
+                f"{where} reads {read}, which does not exist: correct the path in {catalog.path} "
+                f"or the workflow (paths with ${{{DATA_ENV}}} depend on that variable), or "
+                "create the file first"
+            )
+
+
+def _check_creatable(folder: Path, where: str) -> None:
+    """Refuse an output folder that cannot be created or written, naming what is in the way."""
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputLocationError(
+            f"{where} cannot create its output folder {folder}: {parent} is a file, not a folder; "
+            "choose another output path"
+        )
+    try:
+        with tempfile.TemporaryDirectory(prefix=".geoseg-probe-", dir=parent):
+            pass
+    except OSError as exc:
+        raise OutputLocationError(
+            f"{where} cannot write its output folder {folder}: creating anything in {parent} "
+            f"fails ({exc.strerror or exc}); choose a folder you can write to"
+        ) from exc

@@ -5,7 +5,7 @@ bundles) are its *protected inputs*. :func:`check_outputs` refuses, at plan time
 output, work folder or manifest would be such a file (compared by real path and by inode, so a
 symlink or a hard link is caught too), lies inside one, or contains one (a folder output is
 replaced whole, a work folder is deleted). The transaction never deletes a protected input as a
-stale output either.
+stale output either. Remote inputs (URLs) cannot be written by a run and are not protected.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from geoseg.errors import ConfigError
+from geoseg.io.remote import is_remote
 from geoseg.workflow.step import PlannedStep
 
 
@@ -29,7 +30,7 @@ def identity(path: Path) -> tuple[int, int] | Path:
 
 
 def protected_inputs(steps: Sequence[PlannedStep[Any]]) -> frozenset[Path]:
-    """Real paths of every file or folder a step reads that no earlier step writes.
+    """Real paths of every local file or folder a step reads that no earlier step writes.
 
     What an earlier step writes is the run's own product (a class map that an evaluate step
     reads); anything else a step reads must be there before the run and stays as it is.
@@ -37,7 +38,8 @@ def protected_inputs(steps: Sequence[PlannedStep[Any]]) -> frozenset[Path]:
     written: set[tuple[int, int] | Path] = set()
     protected = set()
     for step in steps:
-        protected |= {Path(os.path.realpath(p)) for p in step.reads() if identity(p) not in written}
+        local = [p for p in step.reads() if not is_remote(p)]
+        protected |= {Path(os.path.realpath(p)) for p in local if identity(p) not in written}
         written |= {identity(p) for p in step.outputs()}
     return frozenset(protected)
 

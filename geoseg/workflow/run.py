@@ -8,13 +8,18 @@ or start afresh. Then each step runs inside its :class:`~geoseg.workflow.transac
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from rasterio.errors import RasterioError
+
+from geoseg.errors import DiskFullError, EnvironmentFailure, GeoSegError, InterruptedRun, root_cause
 from geoseg.executor import ExecutorSpec, open_executor
 from geoseg.workflow.lock import output_lock
 from geoseg.workflow.manifest import Figures
@@ -23,6 +28,9 @@ from geoseg.workflow.step import PlannedStep, RunContext
 from geoseg.workflow.transaction import Decision, Transaction, decide
 
 log = logging.getLogger(__name__)
+
+#: Below this much free space on an output device, a failed write is reported as a full disk.
+LOW_SPACE = 64 * 2**20
 
 
 FiguresT = TypeVar("FiguresT", bound=Figures)
@@ -94,9 +102,52 @@ def _run_step(
     if decision.manifest is not None:  # up to date: its figures are the manifest's
         log.info("step %d is up to date (%s matches): nothing to do", step.index, step.manifest)
         return StepReport(step.index, step.kind, step.outputs(), decision.manifest.figures, True)
+    step.check_resources(spec, ctx.where(step))
     fingerprint = decision.fingerprint or step.fingerprint(spec)  # decided now if it depends
     tx = Transaction(step, decision.state, fingerprint)
-    tx.begin()
-    outcome = step.run(ctx, tx)
-    tx.commit(outcome, ctx)
+    try:
+        tx.begin()
+        outcome = step.run(ctx, tx)
+        tx.commit(outcome, ctx)
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as the CLI maps it
+        raise InterruptedRun(
+            f"{ctx.where(step)} was interrupted; {_kept(tx)}. Finished steps before it are "
+            "complete; no partial file is at a final path"
+        ) from exc
+    except GeoSegError:
+        raise
+    except (OSError, RasterioError) as exc:  # the system or GDAL refused a read or a write
+        raise _environment_failure(exc, step, ctx.where(step)) from exc
     return StepReport(step.index, step.kind, step.outputs(), outcome.figures)
+
+
+def _kept(tx: Transaction) -> str:
+    """What an interrupted step leaves for ``--resume``, in words."""
+    records = list(tx.parts.glob("*.json")) if tx.parts.is_dir() else []
+    if records:
+        return f"{len(records)} finished chunk(s) are kept in {tx.step.work}"
+    if tx.step.work.is_dir():
+        return f"its work so far is kept in {tx.step.work}"
+    return "nothing of it was kept"
+
+
+def disk_free(folder: Path) -> int:
+    """Free bytes on the device that holds ``folder`` (or its nearest existing parent)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def _environment_failure(exc: BaseException, step: PlannedStep[Any], where: str) -> GeoSegError:
+    """A clear error for a read or write the system refused: a full disk says so, with the space."""
+    cause = root_cause(exc)
+    free = disk_free(step.folder)
+    chain = [exc, exc.__cause__, exc.__context__]
+    full = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain)
+    if full or free < LOW_SPACE or "no space left" in cause.lower():
+        return DiskFullError(
+            f"{where}: the device holding {step.folder} is full ({free / 2**20:.1f} MiB free) "
+            f"({cause}). Free some space there or choose another output folder, then run again "
+            "with --resume to keep the finished chunks"
+        )
+    return EnvironmentFailure(f"{where} failed: {cause}")

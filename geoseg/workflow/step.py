@@ -10,6 +10,7 @@ and its ``run``, which computes into the work folder of a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -21,6 +22,7 @@ from geoseg.config import default_data_dir, expand_path
 from geoseg.errors import ConfigError
 from geoseg.executor import Executor, ExecutorSpec
 from geoseg.model.bundle import BundleMeta, load_meta
+from geoseg.types import Location
 from geoseg.workflow.manifest import MANIFEST_NAME, Figures, Fingerprint, Provenance
 
 if TYPE_CHECKING:
@@ -140,13 +142,22 @@ class PlannedStep(ABC, Generic[ConfigT]):
         """Paths this step reads that an earlier step of the workflow may write."""
         return []
 
-    def reads(self) -> list[Path]:
-        """Every file (or bundle folder) this step reads: no step may write or delete these."""
+    def reads(self) -> Sequence[Location]:
+        """Every file (or bundle folder) this step reads: no step may write or delete these.
+
+        Catalog sources may be remote objects (:func:`geoseg.io.remote.is_remote`).
+        """
         return self.inputs()
 
     def fingerprint(self, spec: ExecutorSpec) -> Fingerprint | None:
         """What the outputs depend on, when the kind can resume and skip up-to-date runs."""
         return None
+
+    def check_resources(self, spec: ExecutorSpec, where: str) -> None:
+        """Refuse settings this machine cannot run (memory, tile size) before any compute.
+
+        Called just before the step runs, and by ``geoseg validate`` when the inputs exist.
+        """
 
     def describe(self) -> str:
         """``KIND WHAT``: one line for ``geoseg validate``."""

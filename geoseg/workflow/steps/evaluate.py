@@ -35,6 +35,7 @@ from geoseg.io.labels import open_labels
 from geoseg.io.raster import band_tags, file_grid, read_decimated
 from geoseg.io.source import RasterSource
 from geoseg.tiling.grid import ChunkPlan
+from geoseg.types import Location
 from geoseg.workflow.manifest import Figures, GridRecord, Provenance
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
 from geoseg.workflow.transaction import Transaction
@@ -117,7 +118,7 @@ class PlannedEvaluate(PlannedStep[EvaluateConfig]):
         """The class map and the optional mask."""
         return [p for p in (self.prediction, self.within) if p is not None]
 
-    def reads(self) -> list[Path]:
+    def reads(self) -> list[Location]:
         """The class map, the mask, the source's imagery (for the overlay) and its labels."""
         return [*self.inputs(), *self.source.paths, self.source.label(self.config.labels).path]
 

@@ -25,11 +25,11 @@ from geoseg.errors import ConfigError
 from geoseg.evaluation.plants import plant_scores
 from geoseg.evaluation.report import plot_confusion, write_metrics
 from geoseg.evaluation.run import Counts
+from geoseg.executor import ExecutorSpec
 from geoseg.export.atomic import atomic_path
 from geoseg.export.style import class_styles, style_path, vector_qml, write_style
 from geoseg.export.vector import convert, write_layers
 from geoseg.io.images import read_image
-from geoseg.io.source import sample_statistics
 from geoseg.model.bundle import BundleMeta, load_meta
 from geoseg.model.device import torch_threads
 from geoseg.workflow.manifest import Figures, ModelRecord, Provenance
@@ -119,10 +119,19 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
         return [p for p in (self.model, self.fields) if p is not None]
 
     def reads(self) -> list[Path]:
-        """The photos, their annotations and masks, the fields layer and the model bundle."""
+        """The photos, the fields layer, the model bundle, and the annotations and masks there are.
+
+        Annotations are optional here (photos without one are predicted, not scored).
+        """
         ref = self.image_set
-        files = (*ref.images, *ref.annotations, *ref.polygons, *ref.vegetation)
-        return [*self.inputs(), *(path for _, path in files)]
+        optional = (*ref.annotations, *ref.polygons, *ref.vegetation)
+        present = [path for _, path in optional if path.exists()]
+        return [*self.inputs(), *(path for _, path in ref.images), *present]
+
+    def check_resources(self, spec: ExecutorSpec, where: str) -> None:
+        """Refuse batches the memory cannot hold (photos are not opened to check tile sizes)."""
+        if self.model.exists():
+            self.config.check_resources(load_meta(self.model), None, spec, where)
 
     def describe(self) -> str:
         """``predict_images image_set=NAME``."""
@@ -162,8 +171,7 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
         profile = meta.profile_for(ref.name, ref.bands, ref.units, ref.grid(1, 1))
         items = self.items(meta, ctx.catalog)
         first = read_image(dict(ref.images)[items[0]], len(ref.bands))
-        sample = sample_statistics(ref.bands, first)
-        cfg.check_input(f"image set {ref.name}", sample, profile, ctx.where(self))
+        cfg.check_input(f"image set {ref.name}", ref.bands, first, profile, ctx.where(self))
         geo = ref.georeference
         cell = cfg.grid.cell / geo.pixel_size if geo else cfg.grid.cell
         styles = class_styles(meta)

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import psutil
+from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from geoseg.config import ClosedModel
-from geoseg.errors import BundleError, ConfigError
+from geoseg.errors import BundleError, ConfigError, ResourceError
+from geoseg.executor import ExecutorSpec
+from geoseg.io.fill import likely_fill
+from geoseg.io.source import sample_statistics
 from geoseg.model.bundle import BundleMeta, InputProfile
 from geoseg.model.device import DeviceName
 from geoseg.stitch.augment import Augment
@@ -16,6 +24,9 @@ from geoseg.stitch.predict import InferenceSpec
 from geoseg.tiling.grid import TileGrid
 
 log = logging.getLogger(__name__)
+
+#: Batches of fewer pixels than this (8 tiles of 181 px) are not worth a memory estimate.
+MEMORY_CHECK_PIXELS = 2**18
 
 
 class InferenceConfig(ClosedModel):
@@ -50,12 +61,28 @@ class InferenceConfig(ClosedModel):
     def check_input(
         self,
         name: str,
-        sample: dict[str, tuple[float, float]],
+        names: Sequence[str],
+        sample: NDArray[np.float32],
         profile: InputProfile,
         where: str,
     ) -> None:
-        """Refuse (or warn about) input whose sampled ``{band: (mean, std)}`` is off-profile."""
-        problems = profile.off_profile(sample) if self.input_check != "off" else []
+        """Refuse (or warn about) a ``(band, y, x)`` sample unlike the training pixels.
+
+        Off-profile means and spreads (wrong scale, wrong band) and bands that look swapped
+        (their correlations fit the training ones better exchanged) are named with the figures.
+        """
+        if self.input_check == "off":
+            return
+        problems = profile.off_profile(sample_statistics(names, sample))
+        index = {n: i for i, n in enumerate(names)}
+        if all(b.name in index for b in profile.bands):
+            ordered = sample[[index[b.name] for b in profile.bands]]
+            swapped = profile.swapped_bands(ordered)
+            if swapped is not None:
+                problems.append(
+                    f"bands '{swapped[0]}' and '{swapped[1]}' look swapped: their correlations "
+                    "with the other bands fit the training pixels far better exchanged"
+                )
         if not problems:
             return
         message = (
@@ -67,6 +94,66 @@ class InferenceConfig(ClosedModel):
         if self.input_check == "refuse":
             raise BundleError(message)
         log.warning(message)
+
+    def check_fill(
+        self, name: str, sample: NDArray[np.float32], files: Sequence[object], catalog: Path
+    ) -> None:
+        """Warn when a value fills the sample's edge in every band but is not declared nodata."""
+        guess = likely_fill(sample) if self.input_check != "off" else None
+        if guess is None:
+            return
+        value = f"{guess.value:g}"
+        log.warning(
+            "'%s' has %s in every band over %.0f %% of its edge and %.1f %% of its pixels, "
+            "without a nodata value saying so: this looks like a fill border, which would be "
+            "classified and vectorised as a real class. If it is fill, set 'nodata: %s' on "
+            "source '%s' in %s (or tag the file: gdal_edit.py -a_nodata %s %s)",
+            name,
+            value,
+            100 * guess.edge_share,
+            100 * guess.share,
+            value,
+            name,
+            catalog,
+            value,
+            " ".join(str(f) for f in dict.fromkeys(files)),
+        )
+
+    def check_resources(
+        self, meta: BundleMeta, shape: tuple[int, int] | None, spec: ExecutorSpec, where: str
+    ) -> None:
+        """Refuse a tile larger than a scene of ``shape``, or batches the memory cannot hold.
+
+        The estimate is per worker: a batch of tiles through the network
+        (:func:`~geoseg.model.network.forward_bytes_per_pixel`) plus its input and probabilities.
+        Workers on a remote cluster (``spec.address``) are not this machine's to judge.
+        """
+        tile = self.tile_size or meta.tile_size
+        if self.tile_size is not None and shape is not None and self.tile_size > max(shape):
+            step = meta.network.divisor
+            fit = max(step, max(shape) // step * step)
+            raise ResourceError(
+                f"{where}: tile_size {tile} is larger than the scene ({shape[0]} x {shape[1]} "
+                f"px), so every tile would be mostly padding; use tile_size {fit} or less, or "
+                f"leave it unset for the model's {meta.tile_size}"
+            )
+        pixels = self.batch_size * tile * tile
+        if pixels < MEMORY_CHECK_PIXELS or spec.address is not None:
+            return
+        from geoseg.model.network import forward_bytes_per_pixel
+
+        per_pixel = forward_bytes_per_pixel(meta.network, len(meta.bands), len(meta.classes))
+        per_worker = pixels * (per_pixel + 4 * (len(meta.bands) + 2 * len(meta.classes)))
+        free = psutil.virtual_memory().available
+        if spec.workers * per_worker > free:
+            fits = int(free / spec.workers / per_worker * self.batch_size)
+            hint = f"batch_size {fits}" if fits >= 1 else "a smaller tile_size"
+            raise ResourceError(
+                f"{where}: tiles of {tile} px in batches of {self.batch_size} need about "
+                f"{per_worker / 2**30:.1f} GiB per worker, {spec.workers * per_worker / 2**30:.1f} "
+                f"GiB for {spec.workers} worker(s), but {free / 2**30:.1f} GiB of memory is "
+                f"available; use {hint}, or fewer workers"
+            )
 
     def spec(self, meta: BundleMeta, profile: InputProfile, where: str) -> InferenceSpec:
         """How to cut, normalise (with ``profile``), batch and decode tiles for ``meta``."""

@@ -118,7 +118,7 @@ def _compare(job: PhotoJob, item: str, image: np.ndarray, classes: np.ndarray) -
     path = dict(job.ref.annotations).get(item)
     if path is None or not path.exists():
         return None
-    reference = read_labels(job.ref, item).astype(np.int64)
+    reference = read_labels(job.ref, item, classes.shape).astype(np.int64)
     whole = (slice(None), slice(None))
     result = compare(reference, classes.astype(np.int64), reference > 0, whole, job.tolerance)
     if item in job.overlay_ids:

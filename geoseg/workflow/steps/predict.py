@@ -30,6 +30,7 @@ from geoseg.model.bundle import META_FILE, file_sha256, load_meta
 from geoseg.model.device import torch_threads
 from geoseg.stitch.run import PredictJob, assemble_outputs, finished_chunks, predict_chunks
 from geoseg.tiling.grid import ChunkPlan
+from geoseg.types import Location
 from geoseg.vector.vectorise import VectoriseJob, VectorSettings, empty_features, vectorise
 from geoseg.workflow.manifest import (
     BandDefinition,
@@ -47,6 +48,9 @@ from geoseg.workflow.steps.predict_report import PredictFigures, summarise, writ
 from geoseg.workflow.transaction import Transaction
 
 log = logging.getLogger(__name__)
+
+#: The longer side, in pixels, of the decimated sample checked before inference.
+SAMPLE_SIZE = 256
 
 
 class VectorConfig(ClosedModel):
@@ -138,9 +142,15 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         """The model bundle (an earlier step may train it)."""
         return [self.model]
 
-    def reads(self) -> list[Path]:
+    def reads(self) -> list[Location]:
         """The source's files and the model bundle."""
         return [*self.source.paths, self.model]
+
+    def check_resources(self, spec: ExecutorSpec, where: str) -> None:
+        """Refuse a tile larger than the scene, or batches the memory cannot hold."""
+        if self.model.exists():
+            shape = RasterSource.open(self.source).grid.shape
+            self.config.check_resources(load_meta(self.model), shape, spec, where)
 
     def describe(self) -> str:
         """``predict source=NAME``."""
@@ -189,7 +199,9 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         source = RasterSource.open(self.source)
         profile = meta.profile_for(source.name, source.band_names, source.ref.units, source.grid)
         source = source.select(meta.band_names)
-        cfg.check_input(source.name, source.band_statistics(), profile, ctx.where(self))
+        sample = source.preview(SAMPLE_SIZE)
+        cfg.check_input(source.name, source.band_names, sample, profile, ctx.where(self))
+        cfg.check_fill(source.name, sample, [b.path for b in source.ref.bands], ctx.catalog.path)
         spec = cfg.spec(meta, profile, ctx.where(self))
         threads = torch_threads(ex.spec.workers)  # as the fingerprint records
         factory = functools.partial(predictor, self.model, cfg.device, threads)

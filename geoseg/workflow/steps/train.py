@@ -1,22 +1,37 @@
 """The ``train`` step: a model bundle from one source, several, or an image set.
 
 The bundle is trained into the transaction's staging folder and renamed into place at the
-commit; its checkpoints are written beside the final bundle (``NAME.geoseg.checkpoints``) as
-training goes, so a crash keeps them. The bundle's
-``bundle.json`` records the run (config, data, validation figures), so no manifest is written.
+commit. Its checkpoints are written after every epoch into the work folder's ``parts/``
+(``.NAME.geoseg.work/parts/last.pt``, ``best.pt``), which the transaction keeps for ``--resume``
+and discards on a fresh start; at the end they are staged as ``NAME.geoseg.checkpoints`` beside
+the bundle. The fingerprint (the config with the catalog's definitions of the sources or image
+set, the checksums of every file read, geoseg's version, device and torch threads) guards
+``--resume`` as for predict. The bundle's ``bundle.json`` records the run (config, data,
+validation figures), so no manifest is written and a finished step is never "up to date".
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from geoseg import __version__
 from geoseg.catalog import ImageSetRef, SourceRef
+from geoseg.config import canonical_sha256
 from geoseg.errors import ConfigError
+from geoseg.executor import ExecutorSpec
 from geoseg.model.bundle import BUNDLE_SUFFIX
 from geoseg.training.config import TrainConfig
-from geoseg.workflow.manifest import Figures, ModelRecord, Provenance
+from geoseg.types import Location
+from geoseg.workflow.manifest import (
+    Figures,
+    Fingerprint,
+    ModelRecord,
+    Provenance,
+    input_checksum,
+)
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
 from geoseg.workflow.transaction import Transaction
 
@@ -69,7 +84,7 @@ class PlannedTrain(PlannedStep[TrainConfig]):
         """The bundle folder."""
         return [self.output]
 
-    def reads(self) -> list[Path]:
+    def reads(self) -> list[Location]:
         """The training sources' files and label layers, or the image set's files."""
         paths = [p for source in self.sources for p in source.paths]
         labels = [
@@ -80,6 +95,25 @@ class PlannedTrain(PlannedStep[TrainConfig]):
             files = (*ref.images, *ref.annotations, *ref.polygons, *ref.vegetation)
             paths += [path for _, path in files]
         return [*paths, *labels]
+
+    def fingerprint(self, spec: ExecutorSpec) -> Fingerprint:
+        """What the trained weights depend on (see the module docstring); guards ``--resume``.
+
+        Its ``config_sha256`` covers the step's config and the catalog's definitions of what it
+        trains on (bands, nodata, scale, labels, an image set's colours and classes).
+        """
+        from geoseg.model.device import resolve_device
+
+        definitions = repr((self.sources, self.image_set))  # resolved, frozen dataclasses
+        return Fingerprint(
+            geoseg=__version__,
+            config_sha256=canonical_sha256(
+                {"config": self.config.model_dump(mode="json"), "catalog": definitions}
+            ),
+            inputs=[input_checksum(p) for p in dict.fromkeys(self.reads())],
+            device=resolve_device(self.config.device).type,
+            torch_threads=self.config.thread_count,
+        )
 
     def describe(self) -> str:
         """``train source=NAME`` or ``train image_set=NAME``."""
@@ -103,13 +137,16 @@ class PlannedTrain(PlannedStep[TrainConfig]):
         return None
 
     def run(self, ctx: RunContext, tx: Transaction) -> Outcome:
-        """Train into the staging folder."""
+        """Train into the staging folder, from the last checkpoint when resuming."""
+        from geoseg.training.checkpoint import checkpoint_folder
         from geoseg.training.loop import train
 
-        # Checkpoints go beside the final bundle at once, so a crash keeps them.
-        checkpoints = self.output.with_name(self.output.name + ".checkpoints")
         staged = tx.stage(self.output)
-        result = train(self.config, ctx.catalog, staged, ctx.show_progress, checkpoints)
+        result = train(
+            self.config, ctx.catalog, staged, ctx.show_progress, tx.parts, resume=tx.resuming
+        )
+        # A copy: the work folder keeps its checkpoints for --resume until the commit ends.
+        shutil.copytree(tx.parts, tx.stage(checkpoint_folder(self.output)))
         validation = result.meta.metrics.get("validation", {})
         figures = TrainFigures(
             validation_miou=validation.get("miou"),
