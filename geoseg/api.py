@@ -169,12 +169,16 @@ def train(
     catalog: str | Path | None = None,
     overwrite: bool = False,
     show_progress: bool = False,
+    resume: bool = False,
     **options: Any,
 ) -> StepReport[TrainFigures]:
-    """Run a ``train`` step: ``source=`` (with ``labels=``), ``sources=`` or ``image_set=``."""
+    """Run a ``train`` step: ``source=`` (with ``labels=``), ``sources=`` or ``image_set=``.
+
+    ``resume`` continues an interrupted training from its last epoch checkpoint.
+    """
     resolved = Catalog.load(_catalog_path(catalog))
     config = {**options, "output": str(output)}
-    return _run(PlannedTrain, config, resolved, overwrite, False, None, show_progress)
+    return _run(PlannedTrain, config, resolved, overwrite, resume, None, show_progress)
 
 
 def _run(

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import geoseg
 from geoseg.catalog import Catalog
 from geoseg.cli.main import app
 from geoseg.errors import CatalogError, RasterOpenError, RasterReadError
-from geoseg.io.remote import is_remote, remote_stat, retried, sign_v4
+from geoseg.io.remote import is_remote, remote_stat, retried, signed_headers
 from geoseg.io.source import RasterSource
 from geoseg.types import RemoteLocation, Window
 from geoseg.workflow.manifest import input_checksum
@@ -506,21 +505,15 @@ def test_retries_stop_at_once_on_a_permanent_status(http: RangeServer) -> None:
     assert len(calls) == 1 and [s.status for s in http.log] == [404]
 
 
-def test_the_s3_head_is_signed_as_botocore_signs_it() -> None:
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    url = "http://127.0.0.1:9000/bucket/scenes/a-b_c.tif"
-    request = AWSRequest(method="HEAD", url=url)
-    S3SigV4Auth(Credentials("AKID", "SECRET", "TOKEN"), "s3", "eu-west-1").add_auth(request)
-    now = datetime.strptime(request.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    mine = sign_v4(
-        "HEAD",
-        "127.0.0.1:9000",
-        "/bucket/scenes/a-b_c.tif",
-        "eu-west-1",
-        ("AKID", "SECRET", "TOKEN"),
-        now,
+def test_the_s3_head_is_signed_with_the_credentials_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "TOKEN")
+    headers = signed_headers("HEAD", "http://127.0.0.1:9000/bucket/scenes/a.tif", "eu-west-1")
+    assert (
+        headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+        and "/eu-west-1/s3/aws4_request" in headers["Authorization"]
     )
-    assert mine["Authorization"] == request.headers["Authorization"]
+    assert headers["X-Amz-Security-Token"] == "TOKEN"

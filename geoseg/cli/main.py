@@ -325,6 +325,9 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted training from its last epoch.")
+    ] = False,
 ) -> None:
     """Train a network from a labelled catalog source and write a model bundle."""
     import geoseg.api
@@ -335,6 +338,7 @@ def train_command(
             catalog=catalog,
             overwrite=overwrite,
             show_progress=_progress(),
+            resume=resume,
             source=source,
             labels=labels,
             epochs=epochs,
@@ -343,7 +347,7 @@ def train_command(
             bands=bands.split(",") if bands else None,
         )
 
-    _print_report(_guarded(action))
+    _print_report(_guarded(action, resume_hint=True))
 
 
 if __name__ == "__main__":

@@ -15,15 +15,12 @@ explained by :func:`explain`: the URL, the HTTP status and the fix.
 
 :func:`remote_stat` is the cheap metadata of an object (size, ETag, Last-Modified) from one HTTP
 HEAD, for input fingerprints; for ``s3://`` the HEAD goes to the endpoint GDAL uses
-(``AWS_S3_ENDPOINT``, ``AWS_HTTPS``, ``AWS_VIRTUAL_HOSTING``), signed (AWS signature version 4)
-with the credentials GDAL would use, or unsigned with ``AWS_NO_SIGN_REQUEST=YES``.
+(``AWS_S3_ENDPOINT``, ``AWS_HTTPS``, ``AWS_VIRTUAL_HOSTING``), signed by botocore
+with the AWS credential chain, or unsigned with ``AWS_NO_SIGN_REQUEST=YES``.
 """
 
 from __future__ import annotations
 
-import configparser
-import hashlib
-import hmac
 import http.client
 import logging
 import os
@@ -34,8 +31,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import IO, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -348,73 +344,22 @@ def _s3_request(location: RemoteLocation, method: str) -> tuple[str, dict[str, s
     url = f"{scheme}://{host}{path}"
     if _flag("AWS_NO_SIGN_REQUEST", False):
         return url, {}
-    credentials = _aws_credentials()
-    if credentials is None:
-        return url, {}  # the server's answer (403) is explained with the fix
-    return url, sign_v4(method, host, path, region, credentials, datetime.now(UTC))
+    return url, signed_headers(method, url, region)
 
 
-def _aws_credentials() -> tuple[str, str, str | None] | None:
-    """Access key, secret key and session token: from the environment, else the profile file."""
-    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if key and secret:
-        return key, secret, os.environ.get("AWS_SESSION_TOKEN")
-    profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "default"
-    default = Path("~/.aws/credentials").expanduser()
-    parser = configparser.ConfigParser()
-    parser.read(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or default)
-    if not parser.has_section(profile):
-        return None
-    section = parser[profile]
-    key, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")
-    if not (key and secret):
-        return None
-    return key, secret, section.get("aws_session_token")
+def signed_headers(method: str, url: str, region: str) -> dict[str, str]:
+    """Headers signing a body-less S3 request (AWS signature version 4), by botocore.
 
-
-def sign_v4(
-    method: str,
-    host: str,
-    path: str,
-    region: str,
-    credentials: tuple[str, str, str | None],
-    now: datetime,
-) -> dict[str, str]:
-    """Headers signing a body-less S3 request with AWS signature version 4.
-
-    ``path`` is the URI-encoded path, as sent.
+    Credentials come from botocore's chain, as for the AWS CLI (environment, profile files, SSO,
+    instance roles); without any the request goes unsigned and the server's 403 is explained.
     """
-    key, secret, token = credentials
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    headers = {
-        "host": host,
-        "x-amz-content-sha256": hashlib.sha256(b"").hexdigest(),
-        "x-amz-date": stamp,
-    }
-    if token:
-        headers["x-amz-security-token"] = token
-    names = sorted(headers)
-    canonical = "\n".join(
-        [
-            method,
-            path,
-            "",
-            "".join(f"{name}:{headers[name]}\n" for name in names),
-            ";".join(names),
-            headers["x-amz-content-sha256"],
-        ]
-    )
-    scope = f"{stamp[:8]}/{region}/s3/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    signing_key = f"AWS4{secret}".encode()
-    for part in (stamp[:8], region, "s3", "aws4_request"):
-        signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={key}/{scope}, SignedHeaders={';'.join(names)}, "
-        f"Signature={signature}"
-    )
-    del headers["host"]  # urllib sends it
-    return headers
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.session import get_session
+
+    credentials = get_session().get_credentials()
+    if credentials is None:
+        return {}
+    request = AWSRequest(method=method, url=url)
+    S3SigV4Auth(credentials.get_frozen_credentials(), "s3", region).add_auth(request)
+    return {k: str(v) for k, v in request.headers.items() if k.lower() != "host"}

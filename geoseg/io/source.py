@@ -231,13 +231,6 @@ class RasterSource:
         preview = self.select(picked).preview(max_size)
         return preview if len(preview) == 3 else np.repeat(preview[:1], 3, axis=0)
 
-    def band_statistics(self, max_size: int = 256) -> dict[str, tuple[float, float]]:
-        """``{band: (mean, std)}`` of a cheap decimated sample (overviews where the file has them).
-
-        Bands without a valid pixel in the sample are left out.
-        """
-        return sample_statistics(self.band_names, self.preview(max_size))
-
     def chunk_shape(self, target: int = DEFAULT_CHUNK) -> tuple[int, int]:
         """A chunk shape near ``target`` px whose edges fall on the file's block boundaries."""
         block_h, block_w = self.block_shape
