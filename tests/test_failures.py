@@ -263,3 +263,26 @@ def test_real_scenes_with_and_without_their_fill_tag() -> None:
     with rasterio.open(SAMPLE) as ds:
         sample = ds.read(out_shape=(6, 150, 245), masked=True).astype(np.float32)
     assert likely_fill(sample.filled(np.nan)) is None, "natural pixels are not fill"
+
+
+def test_a_truncated_scene_fails_the_run_naming_the_file_the_window_and_the_cause(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    scene = tmp_path / "tiled.tif"
+    with rasterio.open(SAMPLE) as src:
+        profile, data = src.profile, src.read()
+    profile.update(driver="GTiff", tiled=True, blockxsize=64, blockysize=64, compress=None)
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(data)
+    os.truncate(scene, int(scene.stat().st_size * 0.7))  # the header stays, late blocks go
+    path = predict_workflow(tmp_path, tiny_bundle, source=str(scene))
+    code, output = cli("run", str(path))
+    assert code == 1, output
+    text = " ".join(output.split())
+    assert f"reading {scene} decimated to" in text and "TIFFReadEncodedTile" in text
+    assert "see previous" not in text.lower() and "may be truncated or corrupt" in text
+    path.write_text(path.read_text() + "      input_check: off\n")  # fail inside a chunk task
+    code, output = cli("run", str(path))
+    text = " ".join(output.split())
+    assert code == 1 and f"reading {scene} band(s) [1, 2, 3, 4, 5], window rows" in text, text
+    assert [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] == []

@@ -205,3 +205,44 @@ def test_an_unreadable_checkpoint_is_a_training_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"cannot resume training from .*last\.pt.*without"):
         Progress.resume(tmp_path, network, {"optimiser": optimiser}, rng)
     assert Progress.resume(tmp_path / "none", network, {}, rng) == Progress(), "none: epoch 1"
+
+
+@pytest.mark.slow
+@needs_data()
+def test_a_training_stopped_by_sigterm_says_so_and_its_resume_command_finishes_it(
+    tmp_path: Path,
+) -> None:
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    epochs = 40
+    reference = tmp_path / "reference" / "tiny.geoseg"
+    run_workflow(tiny_training(tmp_path / "reference.yaml", reference, epochs), show_progress=False)
+    bundle = tmp_path / "resumed" / "tiny.geoseg"
+    workflow = tiny_training(tmp_path / "resumed.yaml", bundle, epochs)
+    geoseg = [sys.executable, "-m", "geoseg.cli.main"]
+    process = subprocess.Popen(
+        [*geoseg, "-q", "run", str(workflow)], stderr=subprocess.PIPE, text=True
+    )
+    last = bundle.parent / ".tiny.geoseg.work" / "parts" / LAST
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not last.exists():
+        time.sleep(0.05)
+    assert process.poll() is None, "the training finished before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    message = " ".join(stderr.split())
+    assert process.returncode == 143 and "Traceback" not in stderr, stderr
+    assert "steps.0.train was interrupted; the checkpoint after epoch" in message
+    assert f"of {epochs} is kept in" in message
+    assert not bundle.exists(), "nothing at the final path"
+    command = shlex.split(message.split("Continue with: ")[1])
+    resumed = subprocess.run([*geoseg, *command[1:]], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    weights = [checkpoint(bundle_paths(b)[1]) for b in (reference, bundle)]
+    assert_same_tensors(weights[0], weights[1], "bundle weights")
+    metas = [load_meta(b) for b in (reference, bundle)]
+    assert without_timings(metas[0].metrics) == without_timings(metas[1].metrics)

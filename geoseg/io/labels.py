@@ -19,7 +19,7 @@ from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 
 from geoseg.catalog import LabelRef
-from geoseg.errors import CatalogError, GridMismatchError, RasterOpenError
+from geoseg.errors import CatalogError, GridMismatchError, RasterOpenError, root_cause
 from geoseg.io.raster import checked_grid, open_raster, quiet_georeference_warnings
 from geoseg.io.remote import is_remote, retried
 from geoseg.io.source import RasterSource, grid_mismatch, read_bands
@@ -103,7 +103,7 @@ class VectorLabels:
             info = pyogrio.read_info(ref.path, layer=ref.layer)
         except Exception as exc:  # pyogrio raises several DataSource/DataLayer errors
             raise RasterOpenError(
-                f"{ref.path} is not a vector layer GDAL can open ({exc})"
+                f"{ref.path} is not a vector layer GDAL can open ({root_cause(exc)})"
             ) from exc
         if ref.attribute not in list(info["fields"]):
             raise CatalogError(

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 
-from geoseg.errors import GeoreferenceError, RasterOpenError, RasterReadError
+from geoseg.errors import GeoreferenceError, RasterOpenError, RasterReadError, root_cause
 from geoseg.io.remote import explain, is_remote, open_remote
 from geoseg.types import Grid, Location, Window
 
@@ -43,7 +43,8 @@ def open_raster(path: Location) -> Iterator[rasterio.DatasetReader]:
         dataset = rasterio.open(path)
     except RasterioIOError as exc:
         raise RasterOpenError(
-            f"{path} is not a raster GDAL can open ({exc}); is it a GeoTIFF/COG and complete?"
+            f"{path} is not a raster GDAL can open ({root_cause(exc)}); is it a GeoTIFF/COG "
+            "and complete?"
         ) from exc
     with dataset:
         yield dataset
@@ -100,7 +101,7 @@ def read_error(path: Location, what: str, exc: RasterioError) -> RasterReadError
     if is_remote(path):
         return RasterReadError(f"{what} failed: {explain(path, exc)}")
     return RasterReadError(
-        f"{what} failed: {exc}. The file may be truncated or corrupt; re-create it"
+        f"{what} failed: {root_cause(exc)}. The file may be truncated or corrupt; re-create it"
     )
 
 
@@ -132,7 +133,7 @@ def read_window(path: Path, window: Window, fill: float = 0) -> NDArray[Any]:
                 out[inside.relative_to(window).slices] = ds.read(1, window=inside.to_rasterio())
             return out
     except RasterioError as exc:
-        raise RasterReadError(f"reading {path}, window {window} failed: {exc}") from exc
+        raise read_error(path, f"reading {path}, window {window}", exc) from exc
 
 
 @dataclass(frozen=True, slots=True)

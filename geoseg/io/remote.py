@@ -46,7 +46,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from geoseg.errors import RasterOpenError, RasterReadError
+from geoseg.errors import RasterOpenError, RasterReadError, root_cause
 from geoseg.types import Location, RemoteLocation, is_remote
 
 __all__ = [
@@ -253,8 +253,8 @@ def explain(location: RemoteLocation, exc: BaseException) -> str:
             exc = exc if status is not None else probe
         else:
             return (
-                f"reading failed ({exc}) although the server answers: the object may be "
-                f"truncated or not a raster, or the connection kept dropping; {_retry_fix()}"
+                f"reading failed ({root_cause(exc)}) although the server answers: the object may "
+                f"be truncated or not a raster, or the connection kept dropping; {_retry_fix()}"
             )
     if status is None:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
@@ -272,7 +272,7 @@ def explain(location: RemoteLocation, exc: BaseException) -> str:
         return f"access denied (HTTP {status}); {fix}"
     if status >= 500 or status in TRANSIENT_STATUS:
         return f"the server kept failing (HTTP {status}); {_retry_fix()}"
-    return f"HTTP {status} ({exc}); check the URL"
+    return f"HTTP {status} ({root_cause(exc)}); check the URL"
 
 
 def _retry_fix() -> str:

@@ -152,6 +152,15 @@ class Progress:
             ) from exc
 
 
+def completed_epochs(folder: Path) -> int:
+    """The epochs ``folder``'s ``last.pt`` has completed (0 without a readable one)."""
+    try:
+        content = torch.load(folder / LAST, map_location="cpu", weights_only=True, mmap=True)
+        return int(content["epoch"])
+    except (FileNotFoundError, *_UNREADABLE):
+        return 0
+
+
 def save_checkpoint(path: Path, content: Mapping[str, Any]) -> None:
     """``torch.save`` ``content`` to ``path`` atomically: a temporary sibling, fsynced, renamed.
 

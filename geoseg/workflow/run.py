@@ -111,24 +111,14 @@ def _run_step(
         tx.commit(outcome, ctx)
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as the CLI maps it
         raise InterruptedRun(
-            f"{ctx.where(step)} was interrupted; {_kept(tx)}. Finished steps before it are "
-            "complete; no partial file is at a final path"
+            f"{ctx.where(step)} was interrupted; {step.kept(tx.parts)}. Finished steps before it "
+            "are complete; no partial file is at a final path"
         ) from exc
     except GeoSegError:
         raise
     except (OSError, RasterioError) as exc:  # the system or GDAL refused a read or a write
         raise _environment_failure(exc, step, ctx.where(step)) from exc
     return StepReport(step.index, step.kind, step.outputs(), outcome.figures)
-
-
-def _kept(tx: Transaction) -> str:
-    """What an interrupted step leaves for ``--resume``, in words."""
-    records = list(tx.parts.glob("*.json")) if tx.parts.is_dir() else []
-    if records:
-        return f"{len(records)} finished chunk(s) are kept in {tx.step.work}"
-    if tx.step.work.is_dir():
-        return f"its work so far is kept in {tx.step.work}"
-    return "nothing of it was kept"
 
 
 def disk_free(folder: Path) -> int:

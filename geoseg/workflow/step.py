@@ -153,6 +153,12 @@ class PlannedStep(ABC, Generic[ConfigT]):
         """What the outputs depend on, when the kind can resume and skip up-to-date runs."""
         return None
 
+    def kept(self, parts: Path) -> str:
+        """What an interrupted run of this step leaves for ``--resume`` (``parts``), in words."""
+        return (
+            f"its work so far is kept in {self.work}" if self.work.is_dir() else "nothing was kept"
+        )
+
     def check_resources(self, spec: ExecutorSpec, where: str) -> None:
         """Refuse settings this machine cannot run (memory, tile size) before any compute.
 

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import psutil
 from numpy.typing import NDArray
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from geoseg.config import ClosedModel
 from geoseg.errors import BundleError, ConfigError, ResourceError
@@ -40,6 +40,12 @@ class InferenceConfig(ClosedModel):
     # Input that looks nothing like the model's training pixels (wrong scale, bands mixed up) is
     # refused before inference; ``warn`` runs it anyway, ``off`` skips the check.
     input_check: Literal["refuse", "warn", "off"] = "refuse"
+
+    @field_validator("input_check", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        """YAML 1.1 reads a bare ``off`` as false: take it as the word it was written as."""
+        return "off" if value is False else value
 
     @model_validator(mode="after")
     def _tiling(self) -> InferenceConfig:

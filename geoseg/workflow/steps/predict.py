@@ -146,6 +146,11 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         """The source's files and the model bundle."""
         return [*self.source.paths, self.model]
 
+    def kept(self, parts: Path) -> str:
+        """How many finished chunks an interrupted run keeps for ``--resume``."""
+        records = len(list(parts.glob("*.json"))) if parts.is_dir() else 0
+        return f"{records} finished chunk(s) are kept in {self.work}"
+
     def check_resources(self, spec: ExecutorSpec, where: str) -> None:
         """Refuse a tile larger than the scene, or batches the memory cannot hold."""
         if self.model.exists():
@@ -199,9 +204,11 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         source = RasterSource.open(self.source)
         profile = meta.profile_for(source.name, source.band_names, source.ref.units, source.grid)
         source = source.select(meta.band_names)
-        sample = source.preview(SAMPLE_SIZE)
-        cfg.check_input(source.name, source.band_names, sample, profile, ctx.where(self))
-        cfg.check_fill(source.name, sample, [b.path for b in source.ref.bands], ctx.catalog.path)
+        if cfg.input_check != "off":  # a cheap decimated sample, read once for both checks
+            sample = source.preview(SAMPLE_SIZE)
+            cfg.check_input(source.name, source.band_names, sample, profile, ctx.where(self))
+            files = [b.path for b in source.ref.bands]
+            cfg.check_fill(source.name, sample, files, ctx.catalog.path)
         spec = cfg.spec(meta, profile, ctx.where(self))
         threads = torch_threads(ex.spec.workers)  # as the fingerprint records
         factory = functools.partial(predictor, self.model, cfg.device, threads)

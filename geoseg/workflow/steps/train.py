@@ -136,6 +136,15 @@ class PlannedTrain(PlannedStep[TrainConfig]):
         """None: the bundle's ``bundle.json`` is the record of the run."""
         return None
 
+    def kept(self, parts: Path) -> str:
+        """The checkpoint an interrupted training keeps for ``--resume``."""
+        from geoseg.training.checkpoint import completed_epochs
+
+        epochs = completed_epochs(parts)
+        if not epochs:
+            return "no epoch had completed, so nothing was kept"
+        return f"the checkpoint after epoch {epochs} of {self.config.epochs} is kept in {self.work}"
+
     def run(self, ctx: RunContext, tx: Transaction) -> Outcome:
         """Train into the staging folder, from the last checkpoint when resuming."""
         from geoseg.training.checkpoint import checkpoint_folder
