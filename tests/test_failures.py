@@ -286,3 +286,33 @@ def test_a_truncated_scene_fails_the_run_naming_the_file_the_window_and_the_caus
     text = " ".join(output.split())
     assert code == 1 and f"reading {scene} band(s) [1, 2, 3, 4, 5], window rows" in text, text
     assert [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] == []
+
+
+def test_bigtiff_is_chosen_from_the_uncompressed_size_and_reaches_the_files(
+    tmp_path: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from affine import Affine
+
+    from geoseg.export import raster
+    from geoseg.export.raster import bigtiff_flag, validate_cog
+    from geoseg.types import Grid
+    from geoseg.workflow.run import run_workflow
+
+    def grid(side: int) -> Grid:
+        return Grid(side, side, Affine(10, 0, 0, 0, -10, 0), rasterio.crs.CRS.from_epsg(32633))
+
+    assert bigtiff_flag(grid(60_000), "uint8") == "YES", "3.35 GiB of classes"
+    assert bigtiff_flag(grid(50_000), "uint8") == "NO", "2.3 GiB"
+    assert bigtiff_flag(grid(30_000), "float32") == "YES", "3.35 GiB of confidence"
+
+    def version(path: Path) -> int:
+        return int.from_bytes(path.read_bytes()[2:4], "little")  # 42 classic TIFF, 43 BigTIFF
+
+    path = predict_workflow(tmp_path, tiny_bundle)
+    run_workflow(path, show_progress=False)
+    assert version(tmp_path / "out" / "classes.tif") == 42
+    monkeypatch.setattr(raster, "BIGTIFF_THRESHOLD", 0)  # as if the scene were huge
+    run_workflow(path, show_progress=False, overwrite=True)
+    for name in ("classes.tif", "confidence.tif"):
+        assert version(tmp_path / "out" / name) == 43, name
+        assert validate_cog(tmp_path / "out" / name) == []
