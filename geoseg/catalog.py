@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from geoseg.config import ClosedModel, expand_path, expand_vars, load_yaml, parse_model, read_yaml
 from geoseg.errors import CatalogError
-from geoseg.types import PIXEL_NOTE, Grid, Location, RemoteLocation, is_remote
+from geoseg.types import PIXEL_NOTE, REMOTE_SCHEMES, Grid, Location, RemoteLocation, is_remote
 
 
 class BandSpec(ClosedModel):
@@ -381,6 +381,13 @@ def resolve_image_set(name: str, spec: ImageSetSpec, base: Path) -> ImageSetRef:
 def resolve_location(text: str, base: Path) -> Location:
     """A file of the catalog: a remote object for a URL (variables expanded), else a local path."""
     expanded = expand_vars(text, base, error=CatalogError)
+    scheme, sep, _ = expanded.partition("://")
+    if sep and scheme.isalnum() and not is_remote(expanded):
+        raise CatalogError(
+            f"catalog file '{text}': {scheme}:// is not a supported location; use a local path, "
+            f"or one of {', '.join(f'{s}://' for s in REMOTE_SCHEMES)} (mount or copy other "
+            "stores, or reach them through an https:// URL)"
+        )
     if not is_remote(expanded):
         return expand_path(text, base, error=CatalogError)
     try:

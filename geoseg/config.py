@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
@@ -96,6 +97,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
             if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *anchor": merged keys may repeat
                 continue
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):  # PyYAML itself refuses it, saying where
+                continue
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise yaml.constructor.ConstructorError(

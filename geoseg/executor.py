@@ -17,7 +17,7 @@ import logging
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -181,15 +181,23 @@ class Executor:
 @contextmanager
 def open_executor(spec: ExecutorSpec, show_progress: bool = True) -> Iterator[Executor]:
     """An :class:`Executor` for a whole run (a distributed client is opened once, then closed)."""
-    if spec.kind == "threads":
-        yield Executor(spec, show_progress)
-        return
-    if spec.kind == "processes":
-        # One pool for the whole run: Dask would otherwise start a new pool per compute call.
-        # 'spawn' keeps workers clean of the parent's threads (torch's OpenMP pool, Dask's).
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=max(1, spec.workers), mp_context=context) as pool:
+    if spec.kind in ("threads", "processes"):
+        # One pool for the whole run, shut down on the way out (also on an error or Ctrl-C):
+        # tasks already running finish and the queued ones are cancelled before the caller
+        # releases its locks, so no task of this run writes after it has ended. Processes
+        # 'spawn' to stay clean of the parent's threads (torch's OpenMP pool, Dask's).
+        workers = max(1, spec.workers)
+        pool: ThreadPoolExecutor | ProcessPoolExecutor = (
+            ThreadPoolExecutor(max_workers=workers)
+            if spec.kind == "threads"
+            else ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        )
+        try:
             yield Executor(spec, show_progress, pool=pool)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return
     from dask.distributed import Client, LocalCluster
 

@@ -158,8 +158,9 @@ def test_tiles_larger_than_the_scene_or_the_memory_are_refused_before_compute(
     ):
         run_workflow(path, show_progress=False)
     assert [p.name for p in (tmp_path / "out").iterdir()] == [".geoseg.lock"], "nothing written"
-    code, output = cli("run", str(path))
-    assert code == 2 and "of memory is available" in output
+    for command in ("validate", "run"):
+        code, output = cli(command, str(path))
+        assert code == 2 and "of memory is available" in output
 
 
 @pytest.fixture
@@ -316,3 +317,16 @@ def test_bigtiff_is_chosen_from_the_uncompressed_size_and_reaches_the_files(
     for name in ("classes.tif", "confidence.tif"):
         assert version(tmp_path / "out" / name) == 43, name
         assert validate_cog(tmp_path / "out" / name) == []
+
+
+def test_odd_yaml_keys_and_unsupported_url_schemes_are_clear_errors(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text("version: 1\ncatalog: c.yaml\n? [a, b]\n: 1\nsteps: []\n", encoding="utf-8")
+    code, output = cli("validate", str(path))
+    assert code == 2 and "is not valid YAML at line 3, column 3: found unhashable key" in output
+    path = predict_workflow(tmp_path, tiny_bundle, source="gs://bucket/scene.tif")
+    code, output = cli("validate", str(path))
+    assert code == 2, output
+    assert "gs:// is not a supported location; use a local path, or one of https://" in output

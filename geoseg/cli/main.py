@@ -102,8 +102,12 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def _resume_command() -> str:
-    """The command line that was run, without ``--overwrite`` and with ``--resume``."""
-    args = [a for a in sys.argv[1:] if a not in ("--overwrite", "--resume", "--no-resume")]
+    """The command line that was run, with ``--resume``.
+
+    ``--overwrite`` stays if it was given: a step without a fingerprint starts again, and may
+    need it to replace older outputs.
+    """
+    args = [a for a in sys.argv[1:] if a not in ("--resume", "--no-resume")]
     return shlex.join(["geoseg", *args, "--resume"])
 
 
@@ -230,10 +234,21 @@ def validate(
         list[str] | None, typer.Option("--set", help="Override a key: KEY.PATH=VALUE.")
     ] = None,
 ) -> None:
-    """Check a workflow (schema, catalog names, models, outputs) without touching data."""
-    from geoseg.workflow.plan import plan_workflow
+    """Check a workflow (schema, names, models, inputs, outputs, memory) without running it."""
+    from geoseg.workflow.plan import Plan, plan_workflow
+    from geoseg.workflow.step import step_label
 
-    plan = _guarded(lambda: plan_workflow(workflow, _overrides(set_)))
+    def action() -> Plan:
+        plan = plan_workflow(workflow, _overrides(set_))
+        written = {p for step in plan.steps for p in step.outputs()}
+        for step in plan.steps:
+            if not any(p in written for p in step.inputs()):  # its model and inputs exist
+                step.check_resources(
+                    plan.executor, step_label(plan.path, None, step.index, step.kind)
+                )
+        return plan
+
+    plan = _guarded(action)
     out.print(f"{plan.path}: valid, {len(plan.steps)} step(s)", highlight=False)
     for step in plan.steps:
         out.print(f"  {step.index}: {step.describe()}", highlight=False)

@@ -24,7 +24,7 @@ from geoseg.executor import ExecutorSpec, open_executor
 from geoseg.workflow.lock import output_lock
 from geoseg.workflow.manifest import Figures
 from geoseg.workflow.plan import Plan, plan_workflow
-from geoseg.workflow.step import PlannedStep, RunContext
+from geoseg.workflow.step import PlannedStep, RunContext, step_label
 from geoseg.workflow.transaction import Decision, Transaction, decide
 
 log = logging.getLogger(__name__)
@@ -67,58 +67,101 @@ def run_plan(
     resume: bool = False,
     executor: ExecutorSpec | None = None,
 ) -> list[StepReport[Any]]:
-    """Lock the outputs, decide every step's state, then execute the steps in order."""
+    """Lock the outputs, decide every step's state, then execute the steps in order.
+
+    Ctrl-C (or SIGTERM, as the CLI maps it) anywhere ends in :class:`InterruptedRun` saying what
+    is complete and what was kept; the executor settles its running tasks before the locks go.
+    """
     spec = executor or plan.executor
-    with ExitStack() as locks:
-        for lock in dict.fromkeys(step.lock for step in plan.steps):
-            locks.enter_context(output_lock(lock))  # before any hashing or compute
-        decisions = _decide(plan, spec, overwrite, resume)
-        with open_executor(spec, show_progress) as ex:
-            ctx = RunContext(
-                plan.path, plan.catalog, ex, show_progress, plan.origin, plan.protected
-            )
-            return [
-                _run_step(step, decision, ctx, spec)
-                for step, decision in zip(plan.steps, decisions, strict=True)
-            ]
+    reports: list[StepReport[Any]] = []
+    try:
+        with ExitStack() as locks:
+            for lock in dict.fromkeys(step.lock for step in plan.steps):
+                locks.enter_context(output_lock(lock))  # before any hashing or compute
+            decisions, checked = _decide(plan, spec, overwrite, resume)
+            with open_executor(spec, show_progress) as ex:
+                ctx = RunContext(
+                    plan.path, plan.catalog, ex, show_progress, plan.origin, plan.protected
+                )
+                for step, decision in zip(plan.steps, decisions, strict=True):
+                    reports.append(_run_step(step, decision, ctx, spec, step.index in checked))
+                return reports
+    except KeyboardInterrupt as exc:  # between steps: while deciding, or settling tasks
+        where = plan.origin or str(plan.path)
+        done = f"steps 0-{len(reports) - 1} are complete" if reports else "no step had started"
+        raise InterruptedRun(
+            f"{where} was interrupted ({done}); no partial file is at a final path"
+        ) from exc
 
 
-def _decide(plan: Plan, spec: ExecutorSpec, overwrite: bool, resume: bool) -> list[Decision]:
-    """Each step's decision; a step whose inputs this run rewrites starts afresh."""
+def _decide(
+    plan: Plan, spec: ExecutorSpec, overwrite: bool, resume: bool
+) -> tuple[list[Decision], set[int]]:
+    """Each step's decision, and the steps whose resources were checked before any compute.
+
+    A step whose inputs this run rewrites starts afresh, and its resources are checked just
+    before it runs (its model may not exist yet).
+    """
     rewritten: set[Path] = set()
-    decisions = []
+    decisions, checked = [], set()
     for step in plan.steps:
         depends = any(path in rewritten for path in step.inputs())
+        if not depends:
+            step.check_resources(spec, step_label(plan.path, plan.origin, step.index, step.kind))
+            checked.add(step.index)
         decision = decide(step, None if depends else step.fingerprint(spec), resume, overwrite)
         decisions.append(decision)
         if decision.state != "up_to_date":
             rewritten.update(step.outputs())
-    return decisions
+    return decisions, checked
 
 
 def _run_step(
-    step: PlannedStep[Any], decision: Decision, ctx: RunContext, spec: ExecutorSpec
+    step: PlannedStep[Any],
+    decision: Decision,
+    ctx: RunContext,
+    spec: ExecutorSpec,
+    checked: bool,
 ) -> StepReport[Any]:
     if decision.manifest is not None:  # up to date: its figures are the manifest's
         log.info("step %d is up to date (%s matches): nothing to do", step.index, step.manifest)
         return StepReport(step.index, step.kind, step.outputs(), decision.manifest.figures, True)
-    step.check_resources(spec, ctx.where(step))
-    fingerprint = decision.fingerprint or step.fingerprint(spec)  # decided now if it depends
-    tx = Transaction(step, decision.state, fingerprint)
+    where = ctx.where(step)
+    tx: Transaction | None = None
+    committing = False
     try:
+        if not checked:
+            step.check_resources(spec, where)
+        fingerprint = decision.fingerprint or step.fingerprint(spec)  # decided now if it depends
+        tx = Transaction(step, decision.state, fingerprint)
         tx.begin()
         outcome = step.run(ctx, tx)
+        committing = True
         tx.commit(outcome, ctx)
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as the CLI maps it
-        raise InterruptedRun(
-            f"{ctx.where(step)} was interrupted; {step.kept(tx.parts)}. Finished steps before it "
-            "are complete; no partial file is at a final path"
-        ) from exc
+        raise InterruptedRun(_interrupted(step, where, tx, committing)) from exc
     except GeoSegError:
         raise
     except (OSError, RasterioError) as exc:  # the system or GDAL refused a read or a write
-        raise _environment_failure(exc, step, ctx.where(step)) from exc
+        raise _environment_failure(exc, step, where) from exc
     return StepReport(step.index, step.kind, step.outputs(), outcome.figures)
+
+
+def _interrupted(
+    step: PlannedStep[Any], where: str, tx: Transaction | None, committing: bool
+) -> str:
+    """What an interrupted step left, in words."""
+    if committing:
+        return (
+            f"{where} was interrupted while moving its outputs into place: some are new, some "
+            f"old, and it has no manifest; its work folder {step.work} is kept, so running it "
+            "again (with --resume where it kept its work) completes it"
+        )
+    kept = step.kept(tx.parts) if tx is not None else "nothing of it was written"
+    return (
+        f"{where} was interrupted; {kept}. Steps before it are complete; no partial file is at "
+        "a final path"
+    )
 
 
 def disk_free(folder: Path) -> int:

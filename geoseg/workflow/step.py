@@ -162,7 +162,8 @@ class PlannedStep(ABC, Generic[ConfigT]):
     def check_resources(self, spec: ExecutorSpec, where: str) -> None:
         """Refuse settings this machine cannot run (memory, tile size) before any compute.
 
-        Called just before the step runs, and by ``geoseg validate`` when the inputs exist.
+        Called before the run computes anything (and by ``geoseg validate``) for steps whose
+        inputs exist; a step reading what an earlier one writes is checked just before it runs.
         """
 
     def describe(self) -> str:

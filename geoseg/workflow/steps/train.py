@@ -81,8 +81,10 @@ class PlannedTrain(PlannedStep[TrainConfig]):
         return cls(index, config, output.parent, output, sources, image_set)
 
     def outputs(self) -> list[Path]:
-        """The bundle folder."""
-        return [self.output]
+        """The bundle folder and its checkpoints folder (``NAME.geoseg.checkpoints``)."""
+        from geoseg.training.checkpoint import checkpoint_folder
+
+        return [self.output, checkpoint_folder(self.output)]
 
     def reads(self) -> list[Location]:
         """The training sources' files and label layers, or the image set's files."""
@@ -147,15 +149,20 @@ class PlannedTrain(PlannedStep[TrainConfig]):
 
     def run(self, ctx: RunContext, tx: Transaction) -> Outcome:
         """Train into the staging folder, from the last checkpoint when resuming."""
-        from geoseg.training.checkpoint import checkpoint_folder
+        from geoseg.training.checkpoint import BEST, LAST, checkpoint_folder
         from geoseg.training.loop import train
 
         staged = tx.stage(self.output)
         result = train(
             self.config, ctx.catalog, staged, ctx.show_progress, tx.parts, resume=tx.resuming
         )
-        # A copy: the work folder keeps its checkpoints for --resume until the commit ends.
-        shutil.copytree(tx.parts, tx.stage(checkpoint_folder(self.output)))
+        # Copies: the work folder keeps its checkpoints for --resume until the commit ends; only
+        # the complete ones (a kill during a save can leave a temporary file beside them).
+        kept = tx.stage(checkpoint_folder(self.output))
+        kept.mkdir(parents=True)
+        for name in (LAST, BEST):
+            if (tx.parts / name).exists():
+                shutil.copy2(tx.parts / name, kept / name)
         validation = result.meta.metrics.get("validation", {})
         figures = TrainFigures(
             validation_miou=validation.get("miou"),
