@@ -28,7 +28,7 @@ import geoseg
 from geoseg.catalog import Catalog
 from geoseg.cli.main import app
 from geoseg.errors import CatalogError, RasterOpenError, RasterReadError
-from geoseg.io.remote import is_remote, remote_stat, retried, signed_headers
+from geoseg.io.remote import is_remote, remote_stat, retried
 from geoseg.io.source import RasterSource
 from geoseg.types import RemoteLocation, Window
 from geoseg.workflow.manifest import input_checksum
@@ -74,6 +74,7 @@ class RangeServer:
     faults: list[Fault] = field(default_factory=list)
     log: list[Served] = field(default_factory=list)
     delay: float = 3.0
+    token: str | None = None  # when set, requests must carry "Authorization: Bearer TOKEN"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> ThreadingHTTPServer:
@@ -155,6 +156,12 @@ class RangeServer:
             return
         if fault == "slow":
             time.sleep(self.delay)
+        if self.token and h.headers.get("Authorization") != f"Bearer {self.token}":
+            self._record(h, 401, 0)
+            h.send_response(401)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         data = self.files.get(h.path)
         if data is None:
             self._record(h, 404, 0)
@@ -505,15 +512,16 @@ def test_retries_stop_at_once_on_a_permanent_status(http: RangeServer) -> None:
     assert len(calls) == 1 and [s.status for s in http.log] == [404]
 
 
-def test_the_s3_head_is_signed_with_the_credentials_in_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_server_asking_for_a_token_is_read_and_fingerprinted_with_gdals_setting(
+    tmp_path: Path, http: RangeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "TOKEN")
-    headers = signed_headers("HEAD", "http://127.0.0.1:9000/bucket/scenes/a.tif", "eu-west-1")
-    assert (
-        headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
-        and "/eu-west-1/s3/aws4_request" in headers["Authorization"]
-    )
-    assert headers["X-Amz-Security-Token"] == "TOKEN"
+    url = http.url("scene.tif")
+    http.token = "t0ken"
+    try:
+        with pytest.raises(RasterOpenError, match=r"access denied \(HTTP 401\).*GDAL_HTTP_HEADERS"):
+            remote_stat(RemoteLocation(url))
+        monkeypatch.setenv("GDAL_HTTP_HEADERS", "Authorization: Bearer t0ken")
+        assert remote_stat(RemoteLocation(url)).size == len(http.data("scene.tif"))
+        assert source_at(tmp_path, url).read(Window(0, 0, 16, 16)).shape[1:] == (16, 16)
+    finally:
+        http.token = None

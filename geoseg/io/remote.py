@@ -21,19 +21,22 @@ with the AWS credential chain, or unsigned with ``AWS_NO_SIGN_REQUEST=YES``.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
 import os
 import re
+import ssl
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import IO, TypeVar
-from urllib.parse import quote, urlsplit
+from email.message import Message
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, TypeVar
+from urllib.parse import urlsplit
 
 import rasterio
 import rasterio.env
@@ -224,11 +227,13 @@ def remote_stat(location: RemoteLocation) -> RemoteStat:
 
 def _stat(location: RemoteLocation) -> RemoteStat:
     """One attempt of :func:`remote_stat`."""
+    if location.scheme == "s3":
+        return _s3_stat(location)
     try:
         headers = _request(location, "HEAD")
         size = headers.get("Content-Length", "")
     except urllib.error.HTTPError as exc:
-        if location.scheme == "s3" or exc.code not in (403, 405):
+        if exc.code not in (403, 405):
             raise
         headers = _request(location, "GET", {"Range": "bytes=0-0"})
         ranged = headers.get("Content-Range")  # bytes 0-0/SIZE
@@ -247,7 +252,10 @@ def explain(location: RemoteLocation, exc: BaseException) -> str:
     status = http_status(exc)
     if status is None and isinstance(exc, RasterioError):
         try:
-            _request(location, "GET", {"Range": "bytes=0-0"})
+            if location.scheme == "s3":
+                _s3_stat(location)
+            else:
+                _request(location, "GET", {"Range": "bytes=0-0"})
         except (OSError, http.client.HTTPException) as probe:
             status = http_status(probe)
             exc = exc if status is not None else probe
@@ -301,25 +309,67 @@ class _KeepMethod(urllib.request.HTTPRedirectHandler):
         return found
 
 
-_opener = urllib.request.build_opener(_KeepMethod)
-
-
 def _request(
     location: RemoteLocation, method: str, extra: Mapping[str, str] | None = None
 ) -> http.client.HTTPMessage:
-    """The response headers of a ``method`` request of ``location``; the body is not read.
+    """The response headers of a ``method`` request of an https:// ``location`` (no body read).
 
-    Raises urllib's errors as they come.
+    Sent as GDAL would send it: with GDAL's HTTP headers, credentials, proxy and certificate
+    settings (:func:`gdal_http_headers`, :func:`_opener`). Raises urllib's errors as they come.
     """
-    url, headers = (
-        _s3_request(location, method)
-        if location.scheme == "s3"
-        else (location.url, dict[str, str]())
-    )
-    request = urllib.request.Request(url, method=method, headers={**headers, **(extra or {})})
-    with _opener.open(request, timeout=float(option("GDAL_HTTP_TIMEOUT"))) as response:
+    headers = {**gdal_http_headers(), **(extra or {})}
+    request = urllib.request.Request(location.url, method=method, headers=headers)
+    with _opener().open(request, timeout=float(option("GDAL_HTTP_TIMEOUT"))) as response:
         found: http.client.HTTPMessage = response.headers
         return found
+
+
+def gdal_http_headers() -> dict[str, str]:
+    """The request headers GDAL's settings add to its requests.
+
+    ``GDAL_HTTP_HEADERS`` (lines, or a comma list, of ``Name: value``), the lines of
+    ``GDAL_HTTP_HEADER_FILE``, and ``GDAL_HTTP_BEARER`` or ``GDAL_HTTP_USERPWD`` (basic) as
+    ``Authorization``.
+    """
+    lines = re.split(r"\r?\n", os.environ.get("GDAL_HTTP_HEADERS", ""))
+    if len(lines) == 1 and all(":" in part for part in lines[0].split(",")):
+        lines = lines[0].split(",")
+    header_file = os.environ.get("GDAL_HTTP_HEADER_FILE")
+    if header_file:
+        lines += Path(header_file).read_text(encoding="utf-8").splitlines()
+    headers = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            headers[name.strip()] = value.strip()
+    userpwd, bearer = os.environ.get("GDAL_HTTP_USERPWD"), os.environ.get("GDAL_HTTP_BEARER")
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    elif userpwd:
+        headers["Authorization"] = "Basic " + base64.b64encode(userpwd.encode()).decode()
+    return headers
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """Urllib set up as GDAL is: its proxy and certificates; redirects keep the method.
+
+    ``GDAL_HTTP_PROXY``; ``CURL_CA_BUNDLE`` or ``SSL_CERT_FILE``, or no check with
+    ``GDAL_HTTP_UNSAFESSL=YES``.
+    """
+    context = ssl.create_default_context(
+        cafile=os.environ.get("CURL_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or None
+    )
+    if _flag("GDAL_HTTP_UNSAFESSL", False):
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    handlers: list[urllib.request.BaseHandler] = [
+        _KeepMethod(),
+        urllib.request.HTTPSHandler(context=context),
+    ]
+    proxy = os.environ.get("GDAL_HTTP_PROXY")
+    if proxy:
+        address = proxy if "://" in proxy else f"http://{proxy}"
+        handlers.append(urllib.request.ProxyHandler({"http": address, "https": address}))
+    return urllib.request.build_opener(*handlers)
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -327,39 +377,49 @@ def _flag(name: str, default: bool) -> bool:
     return default if value is None else value.upper() not in _FALSE
 
 
-def _s3_request(location: RemoteLocation, method: str) -> tuple[str, dict[str, str]]:
-    """The URL and signed headers of a request of an ``s3://`` object, as ``/vsis3/`` sends it."""
-    bucket, _, key = location.url.split("://", 1)[1].partition("/")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    endpoint = os.environ.get("AWS_S3_ENDPOINT") or f"s3.{region}.amazonaws.com"
-    scheme = "https" if _flag("AWS_HTTPS", True) else "http"
-    if "://" in endpoint:
-        scheme, endpoint = endpoint.split("://", 1)
-    endpoint = endpoint.rstrip("/")
-    encoded = quote(key, safe="/~")
-    if _flag("AWS_VIRTUAL_HOSTING", True) and "." not in bucket:
-        host, path = f"{bucket}.{endpoint}", f"/{encoded}"
-    else:
-        host, path = endpoint, f"/{bucket}/{encoded}"
-    url = f"{scheme}://{host}{path}"
-    if _flag("AWS_NO_SIGN_REQUEST", False):
-        return url, {}
-    return url, signed_headers(method, url, region)
+def _s3_stat(location: RemoteLocation) -> RemoteStat:
+    """HEAD of an ``s3://`` object by botocore's S3 client, at the endpoint ``/vsis3/`` uses.
 
-
-def signed_headers(method: str, url: str, region: str) -> dict[str, str]:
-    """Headers signing a body-less S3 request (AWS signature version 4), by botocore.
-
-    Credentials come from botocore's chain, as for the AWS CLI (environment, profile files, SSO,
-    instance roles); without any the request goes unsigned and the server's 403 is explained.
+    Endpoint and addressing from GDAL's ``AWS_S3_ENDPOINT``, ``AWS_HTTPS`` and
+    ``AWS_VIRTUAL_HOSTING``; region and credentials from botocore's chain (environment, profile
+    files, SSO, instance roles); unsigned with ``AWS_NO_SIGN_REQUEST=YES``. Errors come back as
+    urllib's (with the HTTP status) or ``OSError`` (no answer), as for https.
     """
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
     from botocore.session import get_session
 
-    credentials = get_session().get_credentials()
-    if credentials is None:
-        return {}
-    request = AWSRequest(method=method, url=url)
-    S3SigV4Auth(credentials.get_frozen_credentials(), "s3", region).add_auth(request)
-    return {k: str(v) for k, v in request.headers.items() if k.lower() != "host"}
+    bucket, _, key = location.url.split("://", 1)[1].partition("/")
+    endpoint = os.environ.get("AWS_S3_ENDPOINT")
+    if endpoint and "://" not in endpoint:
+        endpoint = f"{'https' if _flag('AWS_HTTPS', True) else 'http'}://{endpoint}"
+    session = get_session()
+    timeout = float(option("GDAL_HTTP_TIMEOUT"))
+    options: dict[str, Any] = {
+        "s3": {"addressing_style": "virtual" if _flag("AWS_VIRTUAL_HOSTING", True) else "path"},
+        "retries": {"max_attempts": 1},  # retried by remote_stat, like GDAL's requests
+        "connect_timeout": timeout,
+        "read_timeout": timeout,
+    }
+    if _flag("AWS_NO_SIGN_REQUEST", False):
+        options["signature_version"] = UNSIGNED
+    client = session.create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=session.get_config_variable("region") or "us-east-1",
+        config=Config(**options),
+    )
+    try:
+        found = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        raise urllib.error.HTTPError(location.url, status, str(exc), Message(), None) from exc
+    except BotoCoreError as exc:
+        raise OSError(f"{location}: {exc}") from exc
+    modified = found.get("LastModified")
+    return RemoteStat(
+        found.get("ContentLength"),
+        found.get("ETag"),
+        modified.isoformat() if modified is not None else None,
+    )
