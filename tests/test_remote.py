@@ -28,9 +28,9 @@ import geoseg
 from geoseg.catalog import Catalog
 from geoseg.cli.main import app
 from geoseg.errors import CatalogError, RasterOpenError, RasterReadError
-from geoseg.io.remote import is_remote, remote_stat, retried
+from geoseg.io.remote import remote_stat, retried
 from geoseg.io.source import RasterSource
-from geoseg.types import RemoteLocation, Window
+from geoseg.types import RemoteLocation, Window, is_remote
 from geoseg.workflow.manifest import input_checksum
 from geoseg.workflow.plan import plan_workflow
 from tests.conftest import REPO, write_catalog

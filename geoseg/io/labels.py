@@ -21,9 +21,9 @@ from rasterio.crs import CRS
 from geoseg.catalog import LabelRef
 from geoseg.errors import CatalogError, GridMismatchError, RasterOpenError, root_cause
 from geoseg.io.raster import checked_grid, open_raster, quiet_georeference_warnings
-from geoseg.io.remote import is_remote, retried
+from geoseg.io.remote import retried
 from geoseg.io.source import RasterSource, grid_mismatch, read_bands
-from geoseg.types import Grid, Location, Window
+from geoseg.types import Grid, Location, Window, is_remote
 
 
 class Labels(Protocol):

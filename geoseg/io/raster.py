@@ -22,8 +22,8 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 
 from geoseg.errors import GeoreferenceError, RasterOpenError, RasterReadError, root_cause
-from geoseg.io.remote import explain, is_remote, open_remote
-from geoseg.types import Grid, Location, Window
+from geoseg.io.remote import explain, open_remote
+from geoseg.types import Grid, Location, Window, is_remote
 
 
 @contextmanager

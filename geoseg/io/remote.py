@@ -54,10 +54,8 @@ from geoseg.types import Location, RemoteLocation, is_remote
 
 __all__ = [
     "GDAL_DEFAULTS",
-    "RemoteLocation",
     "RemoteStat",
     "explain",
-    "is_remote",
     "open_remote",
     "remote_stat",
     "retried",

@@ -226,6 +226,8 @@ class BundleMeta(ClosedModel):
     pixel_size: float = Field(gt=0)
     crs_units: str = "metre"
     classes: list[ClassInfo] = Field(min_length=2)
+    # The band correlations of a single-source model's training pixels (InputProfile's).
+    correlation: list[list[float]] | None = None
     profiles: list[InputProfile] = Field(default_factory=list)
     tile_size: int = Field(ge=8)
     overlap: int = Field(ge=0)
@@ -312,6 +314,7 @@ class BundleMeta(ClosedModel):
                 pixel_size=self.pixel_size,
                 crs_units=self.crs_units,
                 bands=self.bands,
+                correlation=self.correlation,
             )
         ]
 

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from geoseg.config import canonical_sha256
 from geoseg.export.atomic import atomic_path
-from geoseg.io.remote import is_remote, remote_stat
+from geoseg.io.remote import remote_stat
 from geoseg.model.bundle import file_sha256
-from geoseg.types import Grid, Location
+from geoseg.types import Grid, Location, is_remote
 from geoseg.versions import library_versions
 
 log = logging.getLogger(__name__)

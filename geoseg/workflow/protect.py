@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from geoseg.errors import ConfigError
-from geoseg.io.remote import is_remote
+from geoseg.types import is_remote
 from geoseg.workflow.step import PlannedStep
 
 

@@ -22,6 +22,7 @@ from geoseg.model.device import DeviceName
 from geoseg.stitch.augment import Augment
 from geoseg.stitch.predict import InferenceSpec
 from geoseg.tiling.grid import TileGrid
+from geoseg.types import Location, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -102,27 +103,33 @@ class InferenceConfig(ClosedModel):
         log.warning(message)
 
     def check_fill(
-        self, name: str, sample: NDArray[np.float32], files: Sequence[object], catalog: Path
+        self, name: str, sample: NDArray[np.float32], files: Sequence[Location], catalog: Path
     ) -> None:
-        """Warn when a value fills the sample's edge in every band but is not declared nodata."""
+        """Warn when a value fills the sample's edge in every band but is not declared nodata.
+
+        The warning says how to declare it: in the catalog file (when the source comes from
+        one), or by tagging the local files with ``gdal_edit.py``.
+        """
         guess = likely_fill(sample) if self.input_check != "off" else None
         if guess is None:
             return
         value = f"{guess.value:g}"
+        fixes = []
+        if catalog.is_file():
+            fixes.append(f"set 'nodata: {value}' on source '{name}' in {catalog}")
+        local = [str(f) for f in dict.fromkeys(files) if not is_remote(f)]
+        if local:
+            fixes.append(f"tag the file: gdal_edit.py -a_nodata {value} {' '.join(local)}")
+        fixes = fixes or [f"declare nodata {value} in a catalog source for it"]
         log.warning(
             "'%s' has %s in every band over %.0f %% of its edge and %.1f %% of its pixels, "
             "without a nodata value saying so: this looks like a fill border, which would be "
-            "classified and vectorised as a real class. If it is fill, set 'nodata: %s' on "
-            "source '%s' in %s (or tag the file: gdal_edit.py -a_nodata %s %s)",
+            "classified and vectorised as a real class. If it is fill, %s",
             name,
             value,
             100 * guess.edge_share,
             100 * guess.share,
-            value,
-            name,
-            catalog,
-            value,
-            " ".join(str(f) for f in dict.fromkeys(files)),
+            "; or ".join(fixes),
         )
 
     def check_resources(
