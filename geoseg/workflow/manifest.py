@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
+from geoseg.catalog import SourceRef
 from geoseg.config import canonical_sha256
 from geoseg.export.atomic import atomic_path
 from geoseg.io.remote import remote_stat
@@ -76,6 +78,36 @@ class SourceDefinition(Record):
     units: str
     crs: str | None = None
 
+    @classmethod
+    def of(cls, source: SourceRef, names: Sequence[str]) -> SourceDefinition:
+        """``source``'s definition for the bands ``names``, in that order."""
+        by_name = {b.name: b for b in source.bands}
+        return cls(
+            bands=[
+                BandDefinition(
+                    name=b.name,
+                    path=str(b.path),
+                    band=b.band,
+                    nodata=b.nodata,
+                    scale=b.scale,
+                    offset=b.offset,
+                )
+                for b in (by_name[name] for name in names if name in by_name)
+            ],
+            units=source.units,
+            crs=source.crs,
+        )
+
+
+def definition(entry: Any) -> Any:
+    """A resolved catalog entry (a dataclass) as JSON data, without description and licence.
+
+    What a fingerprint hashes of label layers and image sets: editing their prose changes no
+    output, so it must not stop a resume or make a complete run look out of date.
+    """
+    data = {k: v for k, v in asdict(entry).items() if k not in ("description", "licence")}
+    return json.loads(json.dumps(data, default=str))
+
 
 class Fingerprint(Record):
     """Everything a step's outputs depend on; equal fingerprints mean equal outputs.
@@ -89,7 +121,8 @@ class Fingerprint(Record):
     config_sha256: str
     model_weights_sha256: str | None = None
     model_meta_sha256: str | None = None
-    source: SourceDefinition | None = None
+    source: SourceDefinition | None = None  # what a predict step reads
+    sources: list[SourceDefinition] = Field(default_factory=list)  # what a train step reads
     inputs: list[FileRecord] = Field(default_factory=list)
     device: str | None = None
     torch_threads: int | None = None
@@ -101,6 +134,7 @@ class Fingerprint(Record):
             "model_weights_sha256": "the model's weights",
             "model_meta_sha256": "the model's bundle.json",
             "source": "the source's catalog definition",
+            "sources": "the training sources' catalog definitions",
         }
         changed = []
         for key in type(self).model_fields:

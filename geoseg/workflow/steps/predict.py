@@ -33,7 +33,6 @@ from geoseg.tiling.grid import ChunkPlan
 from geoseg.types import Location
 from geoseg.vector.vectorise import VectoriseJob, VectorSettings, empty_features, vectorise
 from geoseg.workflow.manifest import (
-    BandDefinition,
     Fingerprint,
     GridRecord,
     ModelRecord,
@@ -166,29 +165,16 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         from geoseg.model.device import resolve_device
 
         meta = load_meta(self.model)
-        by_name = {b.name: b for b in self.source.bands}
-        bands = [by_name[name] for name in meta.band_names if name in by_name]
+        source = SourceDefinition.of(self.source, meta.band_names)
+        paths = {b.name: b.path for b in self.source.bands}
+        read = [name for name in meta.band_names if name in paths]  # in the model's order
         return Fingerprint(
             geoseg=__version__,
             config_sha256=config_hash(self.config),
             model_weights_sha256=meta.weights_sha256,
             model_meta_sha256=file_sha256(self.model / META_FILE),
-            source=SourceDefinition(
-                bands=[
-                    BandDefinition(
-                        name=b.name,
-                        path=str(b.path),
-                        band=b.band,
-                        nodata=b.nodata,
-                        scale=b.scale,
-                        offset=b.offset,
-                    )
-                    for b in bands
-                ],
-                units=self.source.units,
-                crs=self.source.crs,
-            ),
-            inputs=[input_checksum(p) for p in dict.fromkeys(b.path for b in bands)],
+            source=source,
+            inputs=[input_checksum(p) for p in dict.fromkeys(paths[n] for n in read)],
             device=resolve_device(self.config.device).type,
             torch_threads=torch_threads(spec.workers),
         )

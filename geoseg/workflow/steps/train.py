@@ -30,6 +30,8 @@ from geoseg.workflow.manifest import (
     Fingerprint,
     ModelRecord,
     Provenance,
+    SourceDefinition,
+    definition,
     input_checksum,
 )
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
@@ -101,17 +103,29 @@ class PlannedTrain(PlannedStep[TrainConfig]):
     def fingerprint(self, spec: ExecutorSpec) -> Fingerprint:
         """What the trained weights depend on (see the module docstring); guards ``--resume``.
 
-        Its ``config_sha256`` covers the step's config and the catalog's definitions of what it
-        trains on (bands, nodata, scale, labels, an image set's colours and classes).
+        Its ``config_sha256`` covers the step's config and the catalog's definitions of the
+        labels or the image set (colours, classes) it trains on; ``sources`` the sources' bands
+        (files, nodata, scale, offset). Descriptions and licences do not count.
         """
         from geoseg.model.device import resolve_device
 
-        definitions = repr((self.sources, self.image_set))  # resolved, frozen dataclasses
+        labels = [
+            definition(s.label(i.labels))
+            for s, i in zip(self.sources, self.config.inputs, strict=True)
+        ]
+        image_set = definition(self.image_set) if self.image_set is not None else None
         return Fingerprint(
             geoseg=__version__,
             config_sha256=canonical_sha256(
-                {"config": self.config.model_dump(mode="json"), "catalog": definitions}
+                {
+                    "config": self.config.model_dump(mode="json"),
+                    "labels": labels,
+                    "image_set": image_set,
+                }
             ),
+            sources=[
+                SourceDefinition.of(s, self.config.bands or s.band_names) for s in self.sources
+            ],
             inputs=[input_checksum(p) for p in dict.fromkeys(self.reads())],
             device=resolve_device(self.config.device).type,
             torch_threads=self.config.thread_count,
