@@ -25,7 +25,7 @@ from geoseg.training.checkpoint import LAST, Progress, checkpoint_folder, save_c
 from geoseg.training.chips import sample_chip_windows
 from geoseg.types import Window
 from geoseg.workflow.run import run_workflow
-from tests.conftest import NC_BANDS, REPO, needs_data
+from tests.conftest import DATA, NC_BANDS, REPO, needs_data
 
 
 class Killed(Exception):
@@ -246,3 +246,30 @@ def test_a_training_stopped_by_sigterm_says_so_and_its_resume_command_finishes_i
     assert_same_tensors(weights[0], weights[1], "bundle weights")
     metas = [load_meta(b) for b in (reference, bundle)]
     assert without_timings(metas[0].metrics) == without_timings(metas[1].metrics)
+
+
+@needs_data()
+def test_a_train_fingerprint_names_a_changed_nodata_and_ignores_prose(tmp_path: Path) -> None:
+    from geoseg.executor import ExecutorSpec
+    from geoseg.workflow.plan import plan_workflow
+
+    catalog_text = (REPO / "data_catalog.yaml").read_text(encoding="utf-8")
+    original = catalog_text.replace("${GEOSEG_DATA}", str(DATA)).replace(
+        "file: samples/", f"file: {REPO / 'samples'}/"
+    )
+
+    def fingerprint(catalog_text: str) -> Any:
+        catalog = tmp_path / "catalog.yaml"
+        catalog.write_text(catalog_text, encoding="utf-8")
+        path = tiny_training(tmp_path / "wf.yaml", tmp_path / "tiny.geoseg", 2)
+        path.write_text(path.read_text().replace(str(REPO / "data_catalog.yaml"), str(catalog)))
+        return plan_workflow(path).steps[0].fingerprint(ExecutorSpec())
+
+    before = fingerprint(original)
+    prose = original.replace("Raleigh NC", "Raleigh, North Carolina").replace(
+        "licence: CC BY-SA 3.0 (GRASS GIS North Carolina sample data)\n",
+        "licence: CC BY-SA 3.0\n",
+    )
+    assert prose != original and fingerprint(prose) == before
+    nodata = original.replace('{name: red,   file: "', '{name: red, nodata: 0, file: "', 1)
+    assert before.differences(fingerprint(nodata)) == ["the training sources' catalog definitions"]
