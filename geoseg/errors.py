@@ -65,6 +65,10 @@ class TrainingError(GeoSegError, ValueError):
     """Training cannot proceed (no labelled pixels, empty hold-out, ...)."""
 
 
+class AnnotationError(GeoSegError, ValueError):
+    """An annotation file (exported or corrected) is malformed, or does not match its export."""
+
+
 class OutputLocationError(ConfigError):
     """An output folder cannot be created or written (a file in the way, a read-only place)."""
 

@@ -1,0 +1,1 @@
+"""The annotation loop: pre-annotations for labelling tools, corrections back, label QA."""
