@@ -97,3 +97,30 @@ def test_the_record_round_trips_and_its_errors_name_the_file(tmp_path: Path) -> 
         ExportRecord.read(tmp_path)
     with pytest.raises(AnnotationError, match=r"does not exist: import from a folder"):
         ExportRecord.read(tmp_path / "elsewhere")
+
+
+def test_edit_effort_by_hand() -> None:
+    from geoseg.annotation.effort import effort_table
+
+    before = np.ones((20, 20), np.uint8)
+    before[2:6, 2:6] = 2  # a crop kept as it is
+    before[10:14, 10:14] = 3  # a weed the annotator enlarges by one column
+    before[16:18, 0:2] = 3  # a weed the annotator deletes (it was soil)
+    after = before.copy()
+    after[10:14, 14] = 3
+    after[16:18, 0:2] = 1
+    after[0:2, 17:19] = 2  # a crop the model missed
+    table = effort_table({"a": (before, after)}, {1: "soil", 2: "crop", 3: "weed"}, skip=[1])
+    crop, weed = (table[table.class_name == n].iloc[0] for n in ("crop", "weed"))
+    assert (crop.pixels_before, crop.pixels_after, crop.pixels_added, crop.pixels_removed) == (
+        16,
+        20,
+        4,
+        0,
+    )
+    assert (crop.regions_unchanged, crop.regions_edited_or_new, crop.regions_deleted) == (1, 1, 0)
+    assert (weed.pixels_added, weed.pixels_removed, weed.changed_share) == (4, 4, 8 / 20)
+    assert (weed.regions_unchanged, weed.regions_edited_or_new, weed.regions_deleted) == (0, 1, 2)
+    assert 0 < weed.boundary_f < 1 and crop.boundary_f < 1
+    same = effort_table({"a": (before, before)}, {2: "crop", 3: "weed"})
+    assert (same.changed_share == 0).all() and (same.boundary_f == 1).all()

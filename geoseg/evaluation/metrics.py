@@ -100,6 +100,14 @@ def _f(precision: float | None, recall: float | None) -> float | None:
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
+def boundary_f(counts: NDArray[np.int64]) -> float | None:
+    """Boundary F from ``[pred_total, pred_matched, ref_total, ref_matched]``.
+
+    For one class or summed over classes; None when either side has no boundary pixel.
+    """
+    return _f(_ratio(int(counts[1]), int(counts[0])), _ratio(int(counts[3]), int(counts[2])))
+
+
 def scores(
     matrix: NDArray[np.int64],
     codes: Sequence[int],
@@ -132,8 +140,7 @@ def scores(
     miou = float(np.mean(present)) if present else None
     overall_bf = None
     if boundary is not None:
-        t = boundary.sum(axis=0)
-        overall_bf = _f(_ratio(int(t[1]), int(t[0])), _ratio(int(t[3]), int(t[2])))
+        overall_bf = boundary_f(boundary.sum(axis=0))
     return Scores(
         tuple(int(c) for c in codes),
         matrix,

@@ -79,7 +79,14 @@ class ImagesFigures(Figures):
 
 
 #: What a predict_images step always writes (metrics and overlays only where annotations exist).
-IMAGE_OUTPUTS = ("plants.gpkg", "weed_grid.gpkg", "weed_grid.shp", "counts.csv", "classes")
+IMAGE_OUTPUTS = (
+    "plants.gpkg",
+    "weed_grid.gpkg",
+    "weed_grid.shp",
+    "counts.csv",
+    "classes",
+    "confidence",
+)
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,7 @@ class PlannedImages(PlannedStep[PredictImagesConfig]):
         return step
 
     def outputs(self) -> list[Path]:
-        """Final paths this step writes (class maps go to the ``classes`` folder)."""
+        """Final paths this step writes (class maps and confidence go to folders)."""
         extra: tuple[str, ...] = ("fields.csv",) if self.fields is not None else ()
         extra += ("annotations.gpkg",) if self.image_set.polygons else ()
         return [self.folder / n for n in IMAGE_OUTPUTS + extra]

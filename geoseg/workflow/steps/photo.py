@@ -28,6 +28,7 @@ from geoseg.export.style import ClassStyle
 from geoseg.io.images import read_image, read_labels, read_polygons
 from geoseg.stitch.predict import InferenceSpec
 from geoseg.stitch.reference import predict_in_memory
+from geoseg.stitch.run import CONFIDENCE_NODATA
 from geoseg.types import Grid
 
 #: The error codes a photo's overlay can show (every pixel of a photo is predicted).
@@ -77,7 +78,10 @@ class PhotoResult:
 
 
 def predict_photo(job: PhotoJob, item: str) -> PhotoResult:
-    """Predict one photo; its class map goes to ``staged/classes/ID.tif``."""
+    """Predict one photo into ``staged/classes/ID.tif`` and ``staged/confidence/ID.tif``.
+
+    The confidence is the winning class's probability (annotation exports rank and score by it).
+    """
     from geoseg.model.predictor import predictor
 
     ref, codes = job.ref, job.classes
@@ -88,6 +92,14 @@ def predict_photo(job: PhotoJob, item: str) -> PhotoResult:
     colormap = {s.code: (*s.rgb, 255) for s in job.styles}
     tags = {"COORDINATES": ref.coordinates, **class_codes_tag(job.spec.codes)}
     write_cog(job.staged / "classes" / f"{item}.tif", classes, grid, 0, colormap, tags)
+    write_cog(
+        job.staged / "confidence" / f"{item}.tif",
+        prediction.confidence,
+        grid,
+        CONFIDENCE_NODATA,
+        tags={"COORDINATES": ref.coordinates},
+        overview_resampling="average",
+    )
     plants = instances(
         classes,
         prediction.confidence,
