@@ -17,6 +17,31 @@ from numpy.typing import NDArray
 
 from geoseg.config import DATA_ENV, default_data_dir
 
+
+def _datumaro_keeping_pandas() -> None:
+    """Import datumaro (CVAT's dataset framework, used to read geoseg's exports) without harm.
+
+    datumaro 1.13's ``lazy_import("pandas")`` puts a second, lazily loaded pandas into
+    ``sys.modules`` even when pandas is imported already; its C extensions are then not set up
+    and any later ``DataFrame.to_json`` fails ("module 'pandas' has no attribute
+    '_pandas_datetime_CAPI'"). Import it once, put the real pandas back, and make its lazy
+    import return modules that are already imported.
+    """
+    import sys
+
+    import pandas
+
+    try:
+        import datumaro.util.import_util as import_util
+    except ImportError:
+        return
+    sys.modules["pandas"] = pandas
+    lazy = import_util.lazy_import
+    import_util.lazy_import = lambda name: sys.modules.get(name) or lazy(name)
+
+
+_datumaro_keeping_pandas()
+
 UTM_TRANSFORM = Affine(10, 0, 500000, 0, -10, 5800000)
 REPO = Path(__file__).resolve().parents[1]
 DATA = default_data_dir(REPO)

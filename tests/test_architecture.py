@@ -32,7 +32,7 @@ LAYERS = {
     "stitch": 5,
     "evaluation": 6,
     "analysis": 6,
-    "annotation": 6,
+    "annotation": 7,
     "training": 7,
     "workflow": 8,
     "api": 9,

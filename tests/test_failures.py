@@ -330,3 +330,22 @@ def test_odd_yaml_keys_and_unsupported_url_schemes_are_clear_errors(
     code, output = cli("validate", str(path))
     assert code == 2, output
     assert "gs:// is not a supported location; use a local path, or one of https://" in output
+
+
+def test_an_integer_scene_with_a_nodata_tag_is_sampled_with_its_nodata_as_nan(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    from geoseg.workflow.run import run_workflow
+
+    scene = tmp_path / "uint16.tif"
+    with rasterio.open(SAMPLE) as src:
+        profile, data = src.profile, src.read()
+    data = np.clip(data, 0, None).astype(np.uint16)
+    data[:, :, :30] = 0
+    profile.update(dtype="uint16", nodata=0)
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(data)
+    report = run_workflow(
+        predict_workflow(tmp_path, tiny_bundle, source=str(scene)), show_progress=False
+    )[0]
+    assert report.figures.tiles_run > 0  # the sample read failed with a TypeError before

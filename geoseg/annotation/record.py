@@ -17,11 +17,12 @@ from typing import ClassVar, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from pydantic import Field, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 
 from geoseg.config import ClosedModel, format_validation_error
 from geoseg.errors import AnnotationError
 from geoseg.export.atomic import atomic_path
+from geoseg.export.style import ClassStyle
 from geoseg.model.bundle import ClassInfo
 from geoseg.types import Window
 
@@ -30,7 +31,7 @@ RECORD = "tasks.json"
 
 
 class SceneRecord(ClosedModel):
-    """The grid of the scene that chips were cut from (CRS as WKT, GDAL-ordered transform)."""
+    """The grid of the scene that chips were cut from (CRS as WKT, affine ``a, b, c, d, e, f``)."""
 
     height: int = Field(ge=1)
     width: int = Field(ge=1)
@@ -70,6 +71,7 @@ class ExportRecord(ClosedModel):
     background: int | None = None  # the class nobody outlines: pixels no shape covers
     scene: SceneRecord | None = None
     items: list[ItemRecord] = Field(default_factory=list)
+    _folder: Path | None = PrivateAttr(default=None)
 
     def code(self, name: str, where: str) -> int:
         """The code of class ``name``; an unknown name is an error naming ``where`` it was."""
@@ -93,15 +95,26 @@ class ExportRecord(ClosedModel):
         )
 
     @property
+    def styles(self) -> tuple[ClassStyle, ...]:
+        """The classes with their colours, as styles and colour-coded masks need them."""
+        return tuple(ClassStyle(c.code, c.name, c.color) for c in self.classes)
+
+    @property
     def fill(self) -> int:
         """The code of pixels no shape covers: the background class, else 0 (unlabelled)."""
         return self.background if self.background is not None else 0
+
+    @property
+    def folder(self) -> Path | None:
+        """The export folder this record was read from or written to (its no-data masks)."""
+        return self._folder
 
     def write(self, folder: Path) -> Path:
         """Write ``folder/tasks.json`` atomically."""
         path = folder / RECORD
         with atomic_path(path, overwrite=True) as tmp:
             tmp.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        self._folder = folder
         return path
 
     @classmethod
@@ -109,13 +122,15 @@ class ExportRecord(ClosedModel):
         """The record of the export in ``folder``, with errors naming the file."""
         path = folder / RECORD
         try:
-            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+            record = cls.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise AnnotationError(
                 f"{path} does not exist: import from a folder that geoseg exported annotations to"
             ) from exc
         except ValidationError as exc:
             raise AnnotationError(format_validation_error(exc, cls, path, "export record")) from exc
+        record._folder = folder
+        return record
 
 
 def write_nodata(item: ItemRecord, classes: NDArray[np.uint8], folder: Path) -> ItemRecord:
@@ -134,7 +149,11 @@ def write_nodata(item: ItemRecord, classes: NDArray[np.uint8], folder: Path) -> 
 
 
 def restore_nodata(classes: NDArray[np.uint8], item: ItemRecord, folder: Path) -> NDArray[np.uint8]:
-    """``classes`` with the item's no-data pixels (its recorded mask) set back to 0."""
+    """``classes`` with the item's no-data pixels (its recorded mask) set back to 0.
+
+    ``folder`` is where the mask is looked for when the record does not know its export folder
+    (a record read with :meth:`ExportRecord.read` does: corrected files may come from anywhere).
+    """
     if item.nodata is None:
         return classes
     path = folder / item.nodata

@@ -214,10 +214,10 @@ class RasterSource:
         out = np.full((self.count, *shape), np.nan, dtype=np.float32)
         for index, band in enumerate(self.ref.bands):
             masked = retried(band.path, functools.partial(_read_decimated, band, shape))
-            values = (
-                masked.filled(np.nan).astype(np.float32)
+            values = (  # float first: an integer array cannot hold NaN
+                np.ma.filled(masked.astype(np.float32), np.nan)
                 if np.ma.isMaskedArray(masked)
-                else (masked.astype(np.float32))
+                else masked.astype(np.float32)
             )
             if band.nodata is not None:
                 values[values == band.nodata] = np.nan

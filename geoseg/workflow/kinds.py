@@ -12,7 +12,9 @@ from typing import Any
 from geoseg.workflow.step import PlannedStep
 from geoseg.workflow.steps.change import PlannedChange
 from geoseg.workflow.steps.evaluate import PlannedEvaluate
+from geoseg.workflow.steps.export_annotations import PlannedExportAnnotations
 from geoseg.workflow.steps.images import PlannedImages
+from geoseg.workflow.steps.import_annotations import PlannedImportAnnotations
 from geoseg.workflow.steps.predict import PlannedPredict
 from geoseg.workflow.steps.train import PlannedTrain
 from geoseg.workflow.steps.zonal import PlannedZonal
@@ -27,5 +29,7 @@ KINDS: dict[str, type[PlannedStep[Any]]] = {
         PlannedZonal,
         PlannedChange,
         PlannedImages,
+        PlannedExportAnnotations,
+        PlannedImportAnnotations,
     )
 }

@@ -32,15 +32,20 @@ def identity(path: Path) -> tuple[int, int] | Path:
 def protected_inputs(steps: Sequence[PlannedStep[Any]]) -> frozenset[Path]:
     """Real paths of every local file or folder a step reads that no earlier step writes.
 
-    What an earlier step writes is the run's own product (a class map that an evaluate step
-    reads); anything else a step reads must be there before the run and stays as it is.
+    What an earlier step writes, or a file inside a folder it writes, is the run's own product
+    (a class map that an evaluate step reads, a file of an export folder that an import reads);
+    anything else a step reads must be there before the run and stays as it is.
     """
     written: set[tuple[int, int] | Path] = set()
+    folders: list[Path] = []
     protected = set()
     for step in steps:
-        local = [p for p in step.reads() if not is_remote(p)]
-        protected |= {Path(os.path.realpath(p)) for p in local if identity(p) not in written}
+        for path in (p for p in step.reads() if not is_remote(p)):
+            real = Path(os.path.realpath(path))
+            if identity(path) not in written and not any(real.is_relative_to(f) for f in folders):
+                protected.add(real)
         written |= {identity(p) for p in step.outputs()}
+        folders += [Path(os.path.realpath(p)) for p in step.outputs()]
     return frozenset(protected)
 
 

@@ -1,0 +1,94 @@
+"""Pre-annotations out of a prediction run: items, images, pre-annotation maps and the record.
+
+A ``predict_images`` run leaves ``classes/ID.tif`` and ``confidence/ID.tif`` per photo; each
+becomes an item whose image is copied as ``images/ID.png`` and whose class map is kept as
+``preannotation/ID.png`` (codes as grey levels: the reference every import and the edit effort
+compare with). The formats then write their files from the same predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from numpy.typing import NDArray
+from PIL import Image
+
+from geoseg.annotation.record import ExportRecord, ItemRecord, Prediction, write_nodata
+from geoseg.errors import AnnotationError
+from geoseg.export.atomic import atomic_path
+from geoseg.io.images import read_image
+
+#: Where an item's exported pre-annotation (its class codes) is kept in the export folder.
+PREANNOTATION = "preannotation/{id}.png"
+
+
+def write_png(path: Path, array: NDArray[np.uint8]) -> None:
+    """A PNG written atomically (grey for 2-D arrays, RGB for ``(y, x, 3)``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, overwrite=True) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def read_preannotation(folder: Path, item: ItemRecord) -> NDArray[np.uint8]:
+    """The class map exported for ``item`` (see :data:`PREANNOTATION`)."""
+    path = folder / PREANNOTATION.format(id=item.id)
+    try:
+        with Image.open(path) as image:
+            found = np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise AnnotationError(f"cannot read the exported pre-annotation {path}: {exc}") from exc
+    if found.shape != item.shape:
+        raise AnnotationError(f"{path} is {found.shape[::-1]} px, item '{item.id}' {item.shape}")
+    return found
+
+
+def photo_predictions(
+    run: Path, images: dict[str, Path], ids: Sequence[str], out: Path
+) -> Iterator[Prediction]:
+    """The photos ``ids`` of a ``predict_images`` run folder, as items written into ``out``."""
+    for item_id in ids:
+        classes_path = run / "classes" / f"{item_id}.tif"
+        if not classes_path.exists():
+            raise AnnotationError(
+                f"{classes_path} does not exist: the run in {run} did not predict image "
+                f"'{item_id}'; predict it (predict_images with images: all) or leave it out"
+            )
+        with rasterio.open(classes_path) as ds:
+            classes = ds.read(1).astype(np.uint8)
+        confidence = None
+        confidence_path = run / "confidence" / f"{item_id}.tif"
+        if confidence_path.exists():
+            with rasterio.open(confidence_path) as ds:
+                confidence = ds.read(1).astype(np.float32)
+        photo = read_image(images[item_id], 3)
+        if photo.shape[1:] != classes.shape:
+            raise AnnotationError(
+                f"{images[item_id]} is {photo.shape[2]}x{photo.shape[1]} px but its class map "
+                f"{classes_path} is {classes.shape[1]}x{classes.shape[0]}"
+            )
+        image = f"images/{item_id}.png"
+        write_png(out / image, np.moveaxis(photo, 0, -1).clip(0, 255).astype(np.uint8))
+        write_png(out / PREANNOTATION.format(id=item_id), classes)
+        item = ItemRecord(id=item_id, image=image, height=classes.shape[0], width=classes.shape[1])
+        yield Prediction(write_nodata(item, classes, out), classes, confidence)
+
+
+def photo_ids(run: Path) -> list[str]:
+    """The photo ids a ``predict_images`` run folder holds class maps for."""
+    return sorted(p.stem for p in (run / "classes").glob("*.tif"))
+
+
+def export(
+    predictions: Sequence[Prediction], record: ExportRecord, formats: Sequence[str], out: Path
+) -> list[Path]:
+    """Write ``record`` (with the predictions' items) and each format's files into ``out``."""
+    from geoseg.annotation.formats import annotation_format
+
+    record = record.model_copy(update={"items": [p.item for p in predictions]})
+    written = [record.write(out)]
+    for name in formats:
+        written += annotation_format(name).write(predictions, record, out)
+    return written

@@ -1,0 +1,117 @@
+"""The annotation loop as workflow steps: predict, export for labelling tools, import back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from geoseg.annotation.formats import FILES, FORMATS
+from geoseg.catalog import Catalog
+from geoseg.errors import AnnotationError, ConfigError
+from geoseg.io.images import read_labels
+from geoseg.workflow.plan import plan_workflow
+from geoseg.workflow.run import run_workflow
+
+COLOURS = {(0, 0, 0): 1, (0, 255, 0): 2, (255, 0, 0): 3}
+
+
+def photo_set(folder: Path, count: int = 3) -> Path:
+    """Photos of soil with green and red blobs, their annotations, and a catalog naming them."""
+    rng = np.random.default_rng(0)
+    (folder / "img").mkdir(parents=True)
+    for k in range(1, count + 1):
+        codes = np.ones((48, 64), np.uint8)
+        for _ in range(6):
+            y, x = rng.integers(0, 40), rng.integers(0, 56)
+            codes[y : y + rng.integers(3, 9), x : x + rng.integers(3, 9)] = rng.integers(2, 4)
+        codes[20:30, 20:30] = 2
+        codes[24:26, 24:26] = 1  # a soil hole in a crop plant
+        rgb = np.zeros((48, 64, 3), np.uint8)
+        rgb[codes == 1] = (120, 90, 60)
+        rgb[codes == 2] = (40, 180, 40)
+        rgb[codes == 3] = (180, 40, 40)
+        noise = rng.integers(-15, 15, rgb.shape)
+        Image.fromarray((rgb + noise).clip(0, 255).astype(np.uint8)).save(
+            folder / "img" / f"{k}.png"
+        )
+        ann = np.zeros((48, 64, 3), np.uint8)
+        for colour, code in COLOURS.items():
+            ann[codes == code] = colour
+        Image.fromarray(ann).save(folder / "img" / f"{k}_ann.png")
+    catalog = folder / "catalog.yaml"
+    catalog.write_text(
+        "version: 1\nsources: {}\nimage_sets:\n  photos:\n    images: img/{id}.png\n"
+        f"    annotations: img/{{id}}_ann.png\n    ids: {list(range(1, count + 1))}\n"
+        "    bands: [red, green, blue]\n    units: 8-bit RGB\n"
+        '    colours: {"0,0,0": 1, "0,255,0": 2, "255,0,0": 3}\n'
+        "    classes:\n      1: {name: soil, color: '#a6761d'}\n"
+        "      2: {name: crop, color: '#1a9850'}\n      3: {name: weed, color: '#d73027'}\n"
+        "    georeference: pixels\n",
+        encoding="utf-8",
+    )
+    return catalog
+
+
+def loop_workflow(folder: Path, formats: list[str]) -> Path:
+    catalog = photo_set(folder)
+    steps = (
+        f"  - train:\n      image_set: photos\n      output: {folder / 'm.geoseg'}\n"
+        "      chip_size: 32\n      overlap: 8\n      epochs: 2\n      chips_per_epoch: 16\n"
+        "      batch_size: 8\n      threads: 1\n      device: cpu\n"
+        "      network: {architecture: Unet, encoder: resnet18, encoder_depth: 2, "
+        "decoder_channels: [16, 8]}\n      validation: {fraction: 0.34}\n"
+        f"  - predict_images:\n      image_set: photos\n      model: {folder / 'm.geoseg'}\n"
+        f"      output: {folder / 'pred'}\n      images: all\n      overlays: 0\n"
+        "      grid: {cell: 16, threshold: 0.05}\n"
+        f"  - export_annotations:\n      predictions: {folder / 'pred'}\n"
+        f"      image_set: photos\n      output: {folder / 'export'}\n"
+        f"      formats: [{', '.join(formats)}]\n      background: 1\n"
+    )
+    for name in formats:
+        steps += (
+            f"  - import_annotations:\n      export: {folder / 'export'}\n"
+            f"      format: {name}\n      output: {folder / ('back-' + name)}\n"
+        )
+    path = folder / "loop.yaml"
+    path.write_text(f"version: 1\ncatalog: {catalog}\nsteps:\n{steps}", encoding="utf-8")
+    return path
+
+
+def test_every_format_round_trips_through_the_workflow_with_no_drift(tmp_path: Path) -> None:
+    formats = list(FORMATS)
+    reports = run_workflow(loop_workflow(tmp_path, formats), show_progress=False)
+    export = tmp_path / "export"
+    exported = reports[2].figures
+    assert exported.items == 3 and exported.formats == formats and len(exported.label_first) == 3
+    for name in formats:
+        assert all((export / f).exists() for f in FILES[name]), name
+    for report, name in zip(reports[3:], formats, strict=True):
+        assert report.figures.items == 3, name
+        assert report.figures.changed_share == 0 and report.figures.unchanged_items == 3, name
+        back = tmp_path / f"back-{name}"
+        ref = Catalog.load(back / "catalog.yaml").image_set("corrected")
+        for item in ref.ids:
+            with Image.open(export / "preannotation" / f"{item}.png") as image:
+                pre = np.asarray(image)
+            assert (read_labels(ref, item, pre.shape) == pre).all(), (name, item)
+
+
+def test_export_and_import_settings_are_checked_at_plan_time(tmp_path: Path) -> None:
+    path = loop_workflow(tmp_path, ["coco"])
+    text = path.read_text()
+    path.write_text(text.replace("      background: 1\n", "      background: 9\n"))
+    with pytest.raises(ConfigError, match=r"background 9 is not a class of image set 'photos'"):
+        plan_workflow(path)
+    path.write_text(text.replace("formats: [coco]", "formats: [shapefile]"))
+    with pytest.raises(ConfigError, match=r"formats\.0: Input should be 'cvat-images'"):
+        plan_workflow(path)
+
+
+def test_an_import_without_an_export_record_names_the_folder(tmp_path: Path) -> None:
+    from geoseg.annotation.record import ExportRecord
+
+    with pytest.raises(AnnotationError, match=r"tasks\.json does not exist: import from a folder"):
+        ExportRecord.read(tmp_path)
