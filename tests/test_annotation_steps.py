@@ -115,3 +115,45 @@ def test_an_import_without_an_export_record_names_the_folder(tmp_path: Path) -> 
 
     with pytest.raises(AnnotationError, match=r"tasks\.json does not exist: import from a folder"):
         ExportRecord.read(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_scene_is_cut_into_chips_that_come_back_in_place(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    import rasterio
+
+    from tests.conftest import REPO, write_catalog
+
+    bands = "[{name: blue}, {name: green}, {name: red}, {name: nir}, {name: swir1}, {name: swir2}]"
+    sample = REPO / "samples" / "nc_landsat7_2000.tif"
+    catalog = write_catalog(tmp_path, f"  nc:\n    file: {sample}\n    bands: {bands}\n")
+    formats = list(FORMATS)
+    steps = (
+        f"  - predict:\n      source: nc\n      model: {tiny_bundle}\n"
+        f"      output: {tmp_path / 'pred'}\n      vector: {{enabled: false}}\n"
+        f"  - export_annotations:\n      predictions: {tmp_path / 'pred'}\n      source: nc\n"
+        f"      output: {tmp_path / 'export'}\n      chip_size: 128\n"
+        f"      formats: [{', '.join(formats)}]\n"
+    )
+    for name in formats:
+        steps += (
+            f"  - import_annotations:\n      export: {tmp_path / 'export'}\n"
+            f"      format: {name}\n      output: {tmp_path / ('back-' + name)}\n"
+        )
+    path = tmp_path / "scene.yaml"
+    path.write_text(f"version: 1\ncatalog: {catalog}\nsteps:\n{steps}", encoding="utf-8")
+    reports = run_workflow(path, show_progress=False)
+    assert reports[1].figures.items == 3 * 4  # 300 x 489 px in 128 px chips
+    with rasterio.open(tmp_path / "pred" / "classes.tif") as ds:
+        predicted, transform, crs = ds.read(1), ds.transform, ds.crs
+    with rasterio.open(tmp_path / "export" / "images" / "r0128-c0256.png") as ds:
+        assert ds.transform == transform * transform.translation(256, 128) and ds.crs == crs
+    for report, name in zip(reports[2:], formats, strict=True):
+        assert report.figures.changed_share == 0, name
+        with rasterio.open(tmp_path / f"back-{name}" / "labels.tif") as ds:
+            assert ds.transform == transform and ds.crs == crs, name
+            assert (ds.read(1) == predicted).all(), name
+        source = Catalog.load(tmp_path / f"back-{name}" / "catalog.yaml").source("corrected")
+        assert source.band_names[:3] == ("blue", "green", "red")
+        assert source.label("corrected").path == tmp_path / f"back-{name}" / "labels.tif"

@@ -1,14 +1,17 @@
 """Pre-annotations out of a prediction run: items, images, pre-annotation maps and the record.
 
 A ``predict_images`` run leaves ``classes/ID.tif`` and ``confidence/ID.tif`` per photo; each
-becomes an item whose image is copied as ``images/ID.png`` and whose class map is kept as
-``preannotation/ID.png`` (codes as grey levels: the reference every import and the edit effort
-compare with). The formats then write their files from the same predictions.
+becomes an item whose image is copied as ``images/ID.png``. A ``predict`` run's scene is cut into
+chips (:mod:`geoseg.annotation.chips`) whose pictures are drawn from the scene. Either way each
+item's class map is kept as ``preannotation/ID.png`` (codes as grey levels: the reference every
+import and the edit effort compare with), and the formats write their files from the same
+predictions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +19,19 @@ import rasterio
 from numpy.typing import NDArray
 from PIL import Image
 
-from geoseg.annotation.record import ExportRecord, ItemRecord, Prediction, write_nodata
+from geoseg.annotation.chips import cut
+from geoseg.annotation.record import (
+    ExportRecord,
+    ItemRecord,
+    Prediction,
+    SceneRecord,
+    write_nodata,
+)
 from geoseg.errors import AnnotationError
 from geoseg.export.atomic import atomic_path
 from geoseg.io.images import read_image
+from geoseg.io.source import RasterSource
+from geoseg.types import Grid
 
 #: Where an item's exported pre-annotation (its class codes) is kept in the export folder.
 PREANNOTATION = "preannotation/{id}.png"
@@ -74,6 +86,41 @@ def photo_predictions(
         write_png(out / PREANNOTATION.format(id=item_id), classes)
         item = ItemRecord(id=item_id, image=image, height=classes.shape[0], width=classes.shape[1])
         yield Prediction(write_nodata(item, classes, out), classes, confidence)
+
+
+def scene_predictions(
+    run: Path, source: RasterSource, size: int, out: Path
+) -> tuple[SceneRecord, list[Prediction]]:
+    """A ``predict`` run's class map (and confidence) cut into chips of ``size`` px.
+
+    Each chip's pre-annotation and no-data mask are written into ``out`` (its picture, drawn
+    from the scene, by :func:`~geoseg.annotation.chips.write_chip_images` once the record is
+    made); chips without valid pixels are left out. ``source`` must be on the run's grid.
+    """
+    classes_path = run / "classes.tif"
+    if not classes_path.exists():
+        raise AnnotationError(
+            f"{classes_path} does not exist: export from the folder of a predict step"
+        )
+    with rasterio.open(classes_path) as ds:
+        classes = ds.read(1).astype(np.uint8)
+        grid = Grid(ds.height, ds.width, ds.transform, ds.crs)
+    if not grid.same_as(source.grid):
+        raise AnnotationError(
+            f"{classes_path} ({grid.describe()}) is not on the grid of source '{source.name}' "
+            f"({source.grid.describe()}): export with the source that was predicted"
+        )
+    confidence = None
+    if (run / "confidence.tif").exists():
+        with rasterio.open(run / "confidence.tif") as ds:
+            confidence = ds.read(1).astype(np.float32)
+    chips = cut(classes, grid, confidence, size)
+    predictions = []
+    for prediction in chips.predictions:
+        item = prediction.item
+        write_png(out / PREANNOTATION.format(id=item.id), np.ascontiguousarray(prediction.classes))
+        predictions.append(replace(prediction, item=write_nodata(item, prediction.classes, out)))
+    return chips.scene, predictions
 
 
 def photo_ids(run: Path) -> list[str]:

@@ -66,7 +66,8 @@ class ExportRecord(ClosedModel):
 
     format: Literal["geoseg-annotations"] = "geoseg-annotations"
     version: Literal[1] = 1
-    source: str = ""  # the run or image set the pre-annotations come from
+    source: str = ""  # the run the pre-annotations come from, in words
+    origin: str | None = None  # the catalog name of its image set or source
     classes: list[ClassInfo] = Field(min_length=1)
     background: int | None = None  # the class nobody outlines: pixels no shape covers
     scene: SceneRecord | None = None

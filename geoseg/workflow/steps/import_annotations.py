@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import yaml
+from numpy.typing import NDArray
 from pydantic import Field
 
+from geoseg.annotation.chips import place, scene_grid
 from geoseg.annotation.effort import effort_table
 from geoseg.annotation.exporting import read_preannotation, write_png
 from geoseg.annotation.formats import READS, FormatName, annotation_format
@@ -23,12 +25,10 @@ from geoseg.annotation.record import RECORD, ExportRecord
 from geoseg.config import ClosedModel
 from geoseg.errors import AnnotationError
 from geoseg.export.atomic import atomic_path
+from geoseg.export.raster import write_cog
 from geoseg.workflow.manifest import Figures
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
 from geoseg.workflow.transaction import Transaction
-
-#: The colour of unlabelled pixels (code 0) in the label PNGs.
-UNLABELLED = (0, 0, 0)
 
 
 class ImportAnnotationsConfig(ClosedModel):
@@ -74,8 +74,9 @@ class PlannedImportAnnotations(PlannedStep[ImportAnnotationsConfig]):
         return cls(index, config, ctx.folder(config.output), export, corrected)
 
     def outputs(self) -> list[Path]:
-        """The label PNGs, their catalog and the edit-effort table."""
-        return [self.folder / n for n in ("labels", "catalog.yaml", "effort.csv")]
+        """The labels (PNGs per photo, or one GeoTIFF of the scene), their catalog, the effort."""
+        names = ("labels", "labels.tif", "catalog.yaml", "effort.csv")
+        return [self.folder / n for n in names]
 
     def inputs(self) -> list[Path]:
         """The export's record (an earlier step may write it) and the corrected file."""
@@ -96,16 +97,13 @@ class PlannedImportAnnotations(PlannedStep[ImportAnnotationsConfig]):
                 f"{self.corrected} has no annotations for exported items {missing[:10]}"
                 f"{' ...' if len(missing) > 10 else ''}: export and import the same tasks"
             )
-        colours = {style.code: style.rgb for style in record.styles}
-        palette = np.zeros((256, 3), np.uint8)
-        for code, rgb in colours.items():
-            palette[code] = rgb
-        pairs = {}
-        for item in record.items:
-            labels = maps[item.id]
-            write_png(tx.stage(self.folder / "labels" / f"{item.id}.png"), palette[labels])
-            pairs[item.id] = (read_preannotation(self.export, item), labels)
-        self._write_catalog(record, colours, tx)
+        pairs = {
+            item.id: (read_preannotation(self.export, item), maps[item.id]) for item in record.items
+        }
+        if record.scene is None:
+            self._write_photo_labels(record, maps, tx)
+        else:
+            self._write_scene_labels(record, maps, ctx, tx)
         names = {c.code: c.name for c in record.classes}
         skip = [record.background] if record.background is not None else []
         table = effort_table(pairs, names, skip, cfg.tolerance)
@@ -123,10 +121,16 @@ class PlannedImportAnnotations(PlannedStep[ImportAnnotationsConfig]):
         )
         return Outcome(figures)
 
-    def _write_catalog(
-        self, record: ExportRecord, colours: dict[int, tuple[int, int, int]], tx: Transaction
+    def _write_photo_labels(
+        self, record: ExportRecord, maps: dict[str, NDArray[np.uint8]], tx: Transaction
     ) -> None:
-        """A catalog declaring the labels as an image set over the exported images."""
+        """Colour-coded label PNGs, and a catalog declaring them an image set over the images."""
+        colours = {style.code: style.rgb for style in record.styles}
+        palette = np.zeros((256, 3), np.uint8)
+        for code, rgb in colours.items():
+            palette[code] = rgb
+        for item in record.items:
+            write_png(tx.stage(self.folder / "labels" / f"{item.id}.png"), palette[maps[item.id]])
         image_set = {
             "description": f"corrected annotations of {record.source}",
             "images": str(self.export / "images" / "{id}.png"),
@@ -138,9 +142,48 @@ class PlannedImportAnnotations(PlannedStep[ImportAnnotationsConfig]):
             "classes": {c.code: {"name": c.name, "color": c.color} for c in record.classes},
             "georeference": "pixels",
         }
-        text = yaml.safe_dump(
-            {"version": 1, "sources": {}, "image_sets": {self.config.name: image_set}},
-            sort_keys=False,
-        )
+        self._write_catalog({"sources": {}, "image_sets": {self.config.name: image_set}}, tx)
+
+    def _write_scene_labels(
+        self,
+        record: ExportRecord,
+        maps: dict[str, NDArray[np.uint8]],
+        ctx: RunContext,
+        tx: Transaction,
+    ) -> None:
+        """The chips placed back as one label GeoTIFF on the scene's grid, and its catalog.
+
+        The catalog's source has the scene's bands (when the export's source is in this
+        workflow's catalog) and these labels.
+        """
+        assert record.scene is not None
+        labels = place(maps, record, where=str(self.corrected))
+        grid = scene_grid(record.scene)
+        path = self.folder / "labels.tif"
+        colormap = {s.code: (*s.rgb, 255) for s in record.styles}
+        write_cog(tx.stage(path), labels, grid, 0, colormap)
+        source: dict[str, Any] = {"description": f"corrected annotations of {record.source}"}
+        if record.origin in ctx.catalog.names:
+            ref = ctx.catalog.source(record.origin)
+            source |= {
+                "units": ref.units,
+                "bands": [
+                    {
+                        "name": b.name,
+                        "file": str(b.path),
+                        "band": b.band,
+                        "nodata": b.nodata,
+                        "scale": b.scale,
+                        "offset": b.offset,
+                    }
+                    for b in ref.bands
+                ],
+            }
+        source["labels"] = {self.config.name: {"file": str(path)}}
+        self._write_catalog({"sources": {self.config.name: source}}, tx)
+
+    def _write_catalog(self, body: dict[str, Any], tx: Transaction) -> None:
+        """``catalog.yaml``: a catalog of the imported labels, usable by train and evaluate."""
+        text = yaml.safe_dump({"version": 1, **body}, sort_keys=False)
         with atomic_path(tx.stage(self.folder / "catalog.yaml"), overwrite=True) as tmp:
             tmp.write_text(text, encoding="utf-8")
