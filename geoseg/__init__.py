@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "__version__", "evaluate", "load_model", "open_source", "predict", "train"]
+__all__ = [
+    "Model",
+    "__version__",
+    "evaluate",
+    "export_annotations",
+    "import_annotations",
+    "load_model",
+    "open_source",
+    "predict",
+    "train",
+]
 
 if TYPE_CHECKING:
     from geoseg.api import Model, evaluate, load_model, open_source, predict, train

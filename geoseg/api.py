@@ -42,6 +42,8 @@ from geoseg.workflow.run import StepReport, run_plan
 from geoseg.workflow.schema import StepConfig
 from geoseg.workflow.step import PlannedStep
 from geoseg.workflow.steps.evaluate import EvaluateFigures, PlannedEvaluate
+from geoseg.workflow.steps.export_annotations import ExportFigures, PlannedExportAnnotations
+from geoseg.workflow.steps.import_annotations import ImportFigures, PlannedImportAnnotations
 from geoseg.workflow.steps.predict import PlannedPredict
 from geoseg.workflow.steps.predict_report import PredictFigures
 from geoseg.workflow.steps.train import PlannedTrain, TrainFigures
@@ -179,6 +181,54 @@ def train(
     resolved = Catalog.load(_catalog_path(catalog))
     config = {**options, "output": str(output)}
     return _run(PlannedTrain, config, resolved, overwrite, resume, None, show_progress)
+
+
+def export_annotations(
+    predictions: str | Path,
+    output: str | Path,
+    catalog: str | Path | None = None,
+    overwrite: bool = False,
+    **options: Any,
+) -> StepReport[ExportFigures]:
+    """Run an ``export_annotations`` step: pre-annotations for labelling tools.
+
+    Options: ``image_set=`` (a predict_images run) or ``source=`` (a predict run), ``formats=``,
+    ``background=``, ``images=``, ``chip_size=``.
+    """
+    resolved = Catalog.load(_catalog_path(catalog))
+    config = {**options, "predictions": str(predictions), "output": str(output)}
+    return _run(PlannedExportAnnotations, config, resolved, overwrite, False, None, False)
+
+
+def import_annotations(
+    export: str | Path,
+    format: str,
+    output: str | Path,
+    path: str | Path | None = None,
+    catalog: str | Path | None = None,
+    overwrite: bool = False,
+    **options: Any,
+) -> StepReport[ImportFigures]:
+    """Run an ``import_annotations`` step: corrected annotations back as labels, and the effort.
+
+    ``path`` is the corrected file or folder (default: the export's own, an unchanged round
+    trip). The catalog (default ``data_catalog.yaml`` when there is one) describes a scene's
+    source in the labels' catalog.
+    """
+    found = _catalog_path(catalog) if catalog or DEFAULT_CATALOG.exists() else None
+    resolved = (
+        Catalog.load(found)
+        if found is not None
+        else Catalog(Path.cwd() / "(no catalog)", CatalogSpec(version=1, sources={}))
+    )
+    config = {
+        **options,
+        "export": str(export),
+        "format": format,
+        "output": str(output),
+        **({"path": str(path)} if path is not None else {}),
+    }
+    return _run(PlannedImportAnnotations, config, resolved, overwrite, False, None, False)
 
 
 def _run(

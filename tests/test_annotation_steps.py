@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,39 @@ def test_a_scene_is_cut_into_chips_that_come_back_in_place(
         source = Catalog.load(tmp_path / f"back-{name}" / "catalog.yaml").source("corrected")
         assert source.band_names[:3] == ("blue", "green", "red")
         assert source.label("corrected").path == tmp_path / f"back-{name}" / "labels.tif"
+
+
+def test_the_cli_exports_imports_and_names_a_bad_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from geoseg.cli.main import app
+
+    path = loop_workflow(tmp_path, ["coco"])
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[: lines.index("  - export_annotations:\n")]))
+    run_workflow(path, show_progress=False)  # train and predict only
+    runner = CliRunner()
+    export = tmp_path / "cli-export"
+    result = runner.invoke(
+        app,
+        [
+            "annotate", "export", "--predictions", str(tmp_path / "pred"), "--image-set",
+            "photos", "--formats", "cvat-images,coco", "--background", "1", "--output",
+            str(export), "--catalog", str(tmp_path / "catalog.yaml"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "items: 3" in result.output and "label_first:" in result.output
+    back = ["annotate", "import", "--export", str(export), "--output", str(tmp_path / "b")]
+    result = runner.invoke(app, [*back, "--format", "cvat-images"])
+    assert result.exit_code == 0 and "changed_share: 0.0" in result.output, result.output
+    xml = export / "annotations.xml"
+    xml.write_text(re.sub(r'(<polygon label=")[^"]+', r"\1thistle", xml.read_text(), count=1))
+    result = runner.invoke(app, [*back, "--format", "cvat-images", "--overwrite"])
+    assert result.exit_code == 1 and "label 'thistle' is not one of the exported" in result.output
+    assert "annotations.xml" in result.output and "Traceback" not in result.output
+    coco = export / "annotations" / "instances_default.json"
+    coco.write_text(coco.read_text()[:-40])
+    result = runner.invoke(app, [*back, "--format", "coco", "--overwrite"])
+    assert result.exit_code == 1 and "instances_default.json" in result.output
+    assert "Traceback" not in result.output

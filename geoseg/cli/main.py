@@ -40,6 +40,11 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="Named data sources (data_catalog.yaml).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+annotate_app = typer.Typer(
+    help="Pre-annotations for labelling tools (CVAT, COCO, Label Studio, QGIS) and back.",
+    no_args_is_help=True,
+)
+app.add_typer(annotate_app, name="annotate")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -363,6 +368,71 @@ def train_command(
         )
 
     _print_report(_guarded(action, resume_hint=True))
+
+
+@annotate_app.command("export")
+def annotate_export(
+    predictions: Annotated[Path, typer.Option(help="Output folder of a predict(_images) run.")],
+    output: Annotated[Path, typer.Option(help="Folder for the annotation tasks.")],
+    image_set: Annotated[
+        str | None, typer.Option(help="Image set the predict_images run predicted.")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="Source the predict run predicted.")] = None,
+    formats: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: cvat-images,cvat-masks,coco,labelstudio,gpkg."),
+    ] = None,
+    background: Annotated[
+        int | None, typer.Option(help="Class code nobody outlines (e.g. soil).")
+    ] = None,
+    chip_size: Annotated[int, typer.Option(help="Chip edge in pixels (scenes).")] = 512,
+    catalog: Annotated[Path, typer.Option(help="Catalog file.")] = Path("data_catalog.yaml"),
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+) -> None:
+    """Write a prediction run's maps as tasks for labelling tools, ranked by priority."""
+    import geoseg.api
+
+    def action() -> StepReport[Any]:
+        options: dict[str, Any] = {"image_set": image_set, "source": source}
+        if formats:
+            options["formats"] = formats.split(",")
+        if background is not None:
+            options["background"] = background
+        if source is not None:
+            options["chip_size"] = chip_size
+        return geoseg.api.export_annotations(
+            predictions.resolve(), output.resolve(), catalog, overwrite, **options
+        )
+
+    _print_report(_guarded(action))
+
+
+@annotate_app.command("import")
+def annotate_import(
+    export: Annotated[Path, typer.Option(help="Folder an export wrote (tasks.json).")],
+    format_: Annotated[
+        str,
+        typer.Option("--format", help="cvat-images, cvat-masks, coco, labelstudio or gpkg."),
+    ],
+    output: Annotated[Path, typer.Option(help="Folder for the labels and the edit effort.")],
+    path: Annotated[
+        Path | None, typer.Option(help="Corrected file or folder (default: the export's own).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+) -> None:
+    """Read corrected annotations back as labels (with a catalog) and report the edit effort."""
+    import geoseg.api
+
+    def action() -> StepReport[Any]:
+        return geoseg.api.import_annotations(
+            export.resolve(),
+            format_,
+            output.resolve(),
+            path=path.resolve() if path else None,
+            overwrite=overwrite,
+        )
+
+    _print_report(_guarded(action))
 
 
 if __name__ == "__main__":
