@@ -152,6 +152,13 @@ def vote(maps: Sequence[NDArray[np.integer]], min_agreement: float = 0.5) -> Con
         )
     stack = np.stack([np.asarray(m) for m in maps])
     codes = np.unique(stack)
+    if stack.ndim != 3 or not np.issubdtype(stack.dtype, np.integer):
+        raise AnnotationError(f"a vote needs 2-D integer class maps, got {stack.dtype} maps")
+    if codes.size and (codes[0] < 0 or codes[-1] >= REVIEW):
+        raise AnnotationError(
+            f"class codes must lie in 0..{REVIEW - 1} ({REVIEW} is the review code), found "
+            f"{codes[0]}..{codes[-1]}"
+        )
     codes = codes[codes > 0]
     counts = np.zeros((len(codes) + 1, *stack.shape[1:]), dtype=np.int32)  # row 0: nobody
     for k, code in enumerate(codes, start=1):
@@ -307,7 +314,7 @@ def low_agreement(
             regions.sort(key=lambda r: (-r.pixels, r.bbox))
             share = np.count_nonzero(low) / labelled if labelled else 0.0
             found.append(ImageAgreement(image, mean, share, tuple(regions)))
-    return sorted(found, key=lambda f: (1.0 if f.mean_agreement is None else f.mean_agreement))
+    return sorted(found, key=lambda f: 1.0 if f.mean_agreement is None else f.mean_agreement)
 
 
 def low_agreement_table(images: Sequence[ImageAgreement]) -> pd.DataFrame:
@@ -329,8 +336,9 @@ def low_agreement_table(images: Sequence[ImageAgreement]) -> pd.DataFrame:
         if not f.regions:
             rows.append((f.image, f.mean_agreement, *([None] * 8)))
         for k, r in enumerate(f.regions, start=1):
-            rows.append((f.image, f.mean_agreement, k, r.pixels, *r.bbox, r.mean_agreement,
-                         r.review_pixels))
+            rows.append(
+                (f.image, f.mean_agreement, k, r.pixels, *r.bbox, r.mean_agreement, r.review_pixels)
+            )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -378,6 +386,28 @@ def _normalised(counts: NDArray[np.float64]) -> NDArray[np.float64]:
     return theta / theta.sum(axis=-1, keepdims=True)
 
 
+def _patterns(
+    decisions: NDArray[np.int16], k: int
+) -> tuple[NDArray[np.int16], NDArray[np.intp], NDArray[np.intp]]:
+    """The distinct rows of ``decisions``, each pixel's row among them, and how many pixels.
+
+    Rows are packed into one integer each (base ``k + 1``) where that fits in 62 bits: sorting
+    integers is far quicker than sorting rows.
+    """
+    r = decisions.shape[1]
+    if r * np.log2(k + 1) >= 62:
+        rows, inverse, counts = np.unique(
+            decisions, axis=0, return_inverse=True, return_counts=True
+        )
+        return rows, inverse.ravel(), counts
+    powers = (k + 1) ** np.arange(r, dtype=np.int64)
+    keys = (decisions.astype(np.int64) + 1) @ powers
+    _, first, inverse, counts = np.unique(
+        keys, return_index=True, return_inverse=True, return_counts=True
+    )
+    return decisions[first], inverse.ravel(), counts
+
+
 def staple(
     labels: Labels,
     min_probability: float = 0.5,
@@ -412,10 +442,7 @@ def staple(
             )
         )
     decisions = np.concatenate(columns)
-    patterns, inverse, weights = np.unique(
-        decisions, axis=0, return_inverse=True, return_counts=True
-    )
-    inverse = inverse.ravel()
+    patterns, inverse, weights = _patterns(decisions, k)
     given = patterns >= 0  # (patterns, annotators)
     prior = _normalised(np.bincount(decisions[decisions >= 0], minlength=k).astype(np.float64))
     one_hot = np.eye(k)[np.where(given, patterns, 0)] * given[..., None]  # (p, r, k)
@@ -439,8 +466,9 @@ def staple(
     probability = posterior[np.arange(len(best)), best]
     voters = given.sum(axis=1)
     code_of = np.asarray(codes, dtype=np.uint8)[best]
-    pattern_labels = np.where(voters == 0, 0, np.where(probability < min_probability, REVIEW,
-                                                        code_of)).astype(np.uint8)
+    pattern_labels = np.where(
+        voters == 0, 0, np.where(probability < min_probability, REVIEW, code_of)
+    ).astype(np.uint8)
     pattern_share = np.where(voters == 0, np.nan, probability).astype(np.float32)
     results = {}
     start = 0
