@@ -152,12 +152,12 @@ def test_a_scene_is_cut_into_chips_that_come_back_in_place(
         assert ds.transform == transform * transform.translation(256, 128) and ds.crs == crs
     for report, name in zip(reports[2:], formats, strict=True):
         assert report.figures.changed_share == 0, name
-        with rasterio.open(tmp_path / f"back-{name}" / "labels.tif") as ds:
+        with rasterio.open(tmp_path / f"back-{name}" / "labels" / "scene.tif") as ds:
             assert ds.transform == transform and ds.crs == crs, name
             assert (ds.read(1) == predicted).all(), name
         source = Catalog.load(tmp_path / f"back-{name}" / "catalog.yaml").source("corrected")
         assert source.band_names[:3] == ("blue", "green", "red")
-        assert source.label("corrected").path == tmp_path / f"back-{name}" / "labels.tif"
+        assert source.label("corrected").path == tmp_path / f"back-{name}" / "labels" / "scene.tif"
 
 
 def test_the_cli_exports_imports_and_names_a_bad_file(tmp_path: Path) -> None:
@@ -194,3 +194,42 @@ def test_the_cli_exports_imports_and_names_a_bad_file(tmp_path: Path) -> None:
     result = runner.invoke(app, [*back, "--format", "coco", "--overwrite"])
     assert result.exit_code == 1 and "instances_default.json" in result.output
     assert "Traceback" not in result.output
+
+
+def test_label_qa_checks_scores_against_gold_and_builds_a_consensus(tmp_path: Path) -> None:
+    import pyogrio
+
+    path = loop_workflow(tmp_path, ["coco"])
+    lines = path.read_text().splitlines(keepends=True)
+    catalog = tmp_path / "catalog.yaml"
+    for k in (1, 2, 3):  # annotator b missed the big crop plant in every photo
+        with Image.open(tmp_path / "img" / f"{k}_ann.png") as image:
+            ann = np.asarray(image).copy()
+        ann[20:30, 20:30] = (0, 0, 0)
+        Image.fromarray(ann).save(tmp_path / "img" / f"{k}_b.png")
+    text = catalog.read_text()
+    body = text[text.index("  photos:\n") :]
+    catalog.write_text(
+        text
+        + body.replace("  photos:", "  b:").replace("{id}_ann.png", "{id}_b.png")
+        + body.replace("  photos:", "  c:")
+    )
+    qa = (
+        f"  - label_qa:\n      image_set: b\n      predictions: {tmp_path / 'pred'}\n"
+        f"      output: {tmp_path / 'qa'}\n      background: 1\n      gold: photos\n"
+        "      annotators: {c: c}\n      crops: 5\n"
+    )
+    path.write_text("".join(lines[: lines.index("  - export_annotations:\n")]) + qa)
+    report = run_workflow(path, show_progress=False)[-1]
+    figures = report.figures
+    assert figures.images == 3
+    assert figures.gold_passed == {"labels": False, "c": True}, "b missed a plant; c is gold"
+    assert figures.review_pixels == 3 * (100 - 4), "b and c disagree on the plant: a tie"
+    out = tmp_path / "qa"
+    for name in ("class_shares.csv", "gold.csv", "pairwise.csv", "review_queue.csv"):
+        assert (out / name).exists(), name
+    assert pyogrio.read_info(out / "review_queue.gpkg")["features"] == sum(
+        figures.findings.values()
+    )
+    with Image.open(out / "consensus" / "1.png") as image:
+        assert (np.asarray(image)[20:30, 20:30] == 255).sum() == 100 - 4  # REVIEW

@@ -90,6 +90,12 @@ SHORTER = {
         "steps.0.train.epochs": "1",
         "steps.0.train.chips_per_epoch": "16",
     },
+    "annotate-cwfid.yaml": {
+        "steps.0.train.epochs": "1",
+        "steps.0.train.chips_per_epoch": "8",
+        "steps.0.train.validate_every": "1",
+        "steps.0.train.validation": "{fraction: 0.03}",  # one held-out photo
+    },
     "crop-weed.yaml": {
         "steps.0.train.epochs": "1",
         "steps.0.train.chips_per_epoch": "8",

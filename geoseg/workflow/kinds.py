@@ -15,6 +15,7 @@ from geoseg.workflow.steps.evaluate import PlannedEvaluate
 from geoseg.workflow.steps.export_annotations import PlannedExportAnnotations
 from geoseg.workflow.steps.images import PlannedImages
 from geoseg.workflow.steps.import_annotations import PlannedImportAnnotations
+from geoseg.workflow.steps.label_qa import PlannedLabelQa
 from geoseg.workflow.steps.predict import PlannedPredict
 from geoseg.workflow.steps.train import PlannedTrain
 from geoseg.workflow.steps.zonal import PlannedZonal
@@ -31,5 +32,6 @@ KINDS: dict[str, type[PlannedStep[Any]]] = {
         PlannedImages,
         PlannedExportAnnotations,
         PlannedImportAnnotations,
+        PlannedLabelQa,
     )
 }

@@ -151,6 +151,7 @@ class PlannedExportAnnotations(PlannedStep[ExportAnnotationsConfig]):
             ]
             name, origin = self.source.name, f"source {self.source.name}"
             licence = self.source.licence
+        (out / "nodata").mkdir(exist_ok=True)  # masks of items with no-data pixels (maybe none)
         predictions = prioritise_predictions(predictions, out)
         record = ExportRecord(
             source=f"{self.predictions} ({origin})",

@@ -74,9 +74,8 @@ class PlannedImportAnnotations(PlannedStep[ImportAnnotationsConfig]):
         return cls(index, config, ctx.folder(config.output), export, corrected)
 
     def outputs(self) -> list[Path]:
-        """The labels (PNGs per photo, or one GeoTIFF of the scene), their catalog, the effort."""
-        names = ("labels", "labels.tif", "catalog.yaml", "effort.csv")
-        return [self.folder / n for n in names]
+        """The labels (a PNG per photo, or the scene's GeoTIFF), their catalog, the effort."""
+        return [self.folder / n for n in ("labels", "catalog.yaml", "effort.csv")]
 
     def inputs(self) -> list[Path]:
         """The export's record (an earlier step may write it) and the corrected file."""
@@ -159,7 +158,7 @@ class PlannedImportAnnotations(PlannedStep[ImportAnnotationsConfig]):
         assert record.scene is not None
         labels = place(maps, record, where=str(self.corrected))
         grid = scene_grid(record.scene)
-        path = self.folder / "labels.tif"
+        path = self.folder / "labels" / "scene.tif"
         colormap = {s.code: (*s.rgb, 255) for s in record.styles}
         write_cog(tx.stage(path), labels, grid, 0, colormap)
         source: dict[str, Any] = {"description": f"corrected annotations of {record.source}"}
