@@ -18,21 +18,21 @@ labelled class. Each check returns :class:`Finding` s of one kind:
   (crop labelled as weed). ``share`` is ``t``'s share of those votes.
 - ``mask_bleed``: an object's outline strays from the model's confident outline. The object's
   outline pixels are its pixels with a 4-neighbour labelled background (without a background
-  class: labelled with another class; edges against unlabelled pixels say nothing, and an
-  edge between two objects is a class question, not an outline one); the model's are its
-  predicted pixels of the same class with a 4-neighbour predicted as another class
-  (``geoseg.evaluation.boundary.class_edges``, as the boundary F-score counts them). An
-  outline pixel is *off* when it is farther than ``bleed_distance`` px (Euclidean, a distance
-  transform of the predicted outline) from the model's outline and the model is confident
-  there (sure it is, or is not, the class: an uncertain model outline says nothing). The
-  region of an 8-connected stretch of off pixels is the *patches* next to it: 4-connected
-  confident pixels where one side says the class and the other background (the band a label
-  adds or leaves out). Stretches of one object beside the same patches are one finding (the
-  stretch itself is the region when it touches no patch), flagged when its stretches add up
-  to at least ``min_bleed`` px: ``length`` is that sum, ``share`` its part of the object's
-  outline. Patches that are (part of) a missing object are reported there, once: an outline
-  drawn too small by a band of at least ``min_missing`` px is a ``missing_object`` whose note
-  names the object's class. Objects the model does not see as their class (fewer than
+  class: labelled with another class; edges against unlabelled pixels say nothing, and an edge
+  between two objects is a class question, not an outline one); the model's are its predicted
+  pixels of the same class with a 4-neighbour predicted as another class
+  (``geoseg.evaluation.boundary.class_edges``, as the boundary F-score counts them). An outline
+  pixel is *off* when it is farther than ``bleed_distance`` px (Euclidean, a distance transform
+  of the predicted outline) from the model's outline and the model is confident there that it is
+  the class or background (an uncertain model outline says nothing; another object class there
+  is a class question). The region of an 8-connected stretch of off pixels is the *patches* next
+  to it: 4-connected confident pixels where one side says the class and the other background
+  (the band a label adds or leaves out). Stretches of one object beside the same patches are one
+  finding (the stretch itself is the region when it touches no patch), flagged when its
+  stretches add up to at least ``min_bleed`` px: ``length`` is that sum, ``share`` its part of
+  the object's outline. Patches that are (part of) a missing object are reported there, once: an
+  outline drawn too small by a band of at least ``min_missing`` px is a ``missing_object`` whose
+  note names the object's class. Objects the model does not see as their class (fewer than
   ``min_region`` confident pixels of it) are left to the checks above.
 - ``fragment``: an object smaller than ``min_region`` px; ``hole``: a hole in an object (pixels
   it encloses, 8-connected to nothing outside it) smaller than ``min_region`` px that holds no
@@ -356,6 +356,8 @@ def mask_bleeds(
         outline = against[rows, cols] & mask & (labels[rows, cols] == code)
         off = outline & (known.distance[rows, cols] > settings.bleed_distance)
         off &= confident[rows, cols]
+        if background is not None:  # another object class there: a class question
+            off &= np.isin(classes[rows, cols], (code, background))
         if off.sum() < settings.min_bleed:
             continue
         stretches, count = ndimage.label(off, structure=EIGHT)
