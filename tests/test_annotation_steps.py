@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from geoseg.annotation.formats import FILES, FORMATS
+from geoseg.annotation.record import ExportRecord
 from geoseg.catalog import Catalog
 from geoseg.errors import AnnotationError, ConfigError
 from geoseg.io.images import read_labels
@@ -217,7 +218,8 @@ def test_label_qa_checks_scores_against_gold_and_builds_a_consensus(tmp_path: Pa
     qa = (
         f"  - label_qa:\n      image_set: b\n      predictions: {tmp_path / 'pred'}\n"
         f"      output: {tmp_path / 'qa'}\n      background: 1\n      gold: photos\n"
-        "      annotators: {c: c}\n      crops: 5\n"
+        "      annotators: {c: c}\n      crops: 5\n      review_task: [cvat-images]\n"
+        "      checks: {confidence: 0.4}\n"
     )
     path.write_text("".join(lines[: lines.index("  - export_annotations:\n")]) + qa)
     report = run_workflow(path, show_progress=False)[-1]
@@ -233,3 +235,11 @@ def test_label_qa_checks_scores_against_gold_and_builds_a_consensus(tmp_path: Pa
     )
     with Image.open(out / "consensus" / "1.png") as image:
         assert (np.asarray(image)[20:30, 20:30] == 255).sum() == 100 - 4  # REVIEW
+    task = ExportRecord.read(out / "review_task")  # b's flagged photos, back to annotators
+    flagged = {i for i in pyogrio.read_dataframe(out / "review_queue.gpkg").image_id}
+    assert {item.id for item in task.items} == flagged and (
+        out / "review_task" / "annotations.xml"
+    ).exists()
+    for item in task.items:
+        with Image.open(out / "review_task" / "preannotation" / f"{item.id}.png") as image:
+            assert (np.asarray(image)[20:30, 20:30] == 1).all(), "b's own labels go back"

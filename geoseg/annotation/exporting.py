@@ -62,30 +62,46 @@ def photo_predictions(
 ) -> Iterator[Prediction]:
     """The photos ``ids`` of a ``predict_images`` run folder, as items written into ``out``."""
     for item_id in ids:
-        classes_path = run / "classes" / f"{item_id}.tif"
-        if not classes_path.exists():
-            raise AnnotationError(
-                f"{classes_path} does not exist: the run in {run} did not predict image "
-                f"'{item_id}'; predict it (predict_images with images: all) or leave it out"
-            )
-        with rasterio.open(classes_path) as ds:
-            classes = ds.read(1).astype(np.uint8)
-        confidence = None
-        confidence_path = run / "confidence" / f"{item_id}.tif"
-        if confidence_path.exists():
-            with rasterio.open(confidence_path) as ds:
-                confidence = ds.read(1).astype(np.float32)
-        photo = read_image(images[item_id], 3)
-        if photo.shape[1:] != classes.shape:
-            raise AnnotationError(
-                f"{images[item_id]} is {photo.shape[2]}x{photo.shape[1]} px but its class map "
-                f"{classes_path} is {classes.shape[1]}x{classes.shape[0]}"
-            )
-        image = f"images/{item_id}.png"
-        write_png(out / image, np.moveaxis(photo, 0, -1).clip(0, 255).astype(np.uint8))
-        write_png(out / PREANNOTATION.format(id=item_id), classes)
-        item = ItemRecord(id=item_id, image=image, height=classes.shape[0], width=classes.shape[1])
-        yield Prediction(write_nodata(item, classes, out), classes, confidence)
+        classes, confidence = run_maps(run, item_id)
+        yield photo_prediction(item_id, images[item_id], classes, confidence, out)
+
+
+def run_maps(run: Path, item_id: str) -> tuple[NDArray[np.uint8], NDArray[np.float32] | None]:
+    """A ``predict_images`` run's class map and confidence (None if absent) of one photo."""
+    classes_path = run / "classes" / f"{item_id}.tif"
+    if not classes_path.exists():
+        raise AnnotationError(
+            f"{classes_path} does not exist: the run in {run} did not predict image "
+            f"'{item_id}'; predict it (predict_images with images: all) or leave it out"
+        )
+    with rasterio.open(classes_path) as ds:
+        classes = ds.read(1).astype(np.uint8)
+    confidence_path = run / "confidence" / f"{item_id}.tif"
+    if not confidence_path.exists():
+        return classes, None
+    with rasterio.open(confidence_path) as ds:
+        return classes, ds.read(1).astype(np.float32)
+
+
+def photo_prediction(
+    item_id: str,
+    image_path: Path,
+    classes: NDArray[np.uint8],
+    confidence: NDArray[np.float32] | None,
+    out: Path,
+) -> Prediction:
+    """One photo as an item of an export in ``out``: its picture, pre-annotation and mask."""
+    photo = read_image(image_path, 3)
+    if photo.shape[1:] != classes.shape:
+        raise AnnotationError(
+            f"{image_path} is {photo.shape[2]}x{photo.shape[1]} px but its class map is "
+            f"{classes.shape[1]}x{classes.shape[0]}"
+        )
+    image = f"images/{item_id}.png"
+    write_png(out / image, np.moveaxis(photo, 0, -1).clip(0, 255).astype(np.uint8))
+    write_png(out / PREANNOTATION.format(id=item_id), classes)
+    item = ItemRecord(id=item_id, image=image, height=classes.shape[0], width=classes.shape[1])
+    return Prediction(write_nodata(item, classes, out), classes, confidence)
 
 
 def scene_predictions(

@@ -8,6 +8,7 @@ and the entry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import geopandas as gpd
@@ -87,6 +88,15 @@ def read_labels(ref: ImageSetRef, item: str, shape: tuple[int, ...]) -> NDArray[
     _same_size(mask_path, mask.shape, image_path, shape)
     codes[(mask == ref.vegetation_value) & (codes == ref.background)] = 0
     return codes
+
+
+def read_set_labels(ref: ImageSetRef, ids: Sequence[str]) -> dict[str, NDArray[np.uint8]]:
+    """An image set's labels (:func:`read_labels`) of those photos ``ids`` it has."""
+    found = {}
+    for item in (i for i in ids if i in ref.ids):
+        photo = read_image(dict(ref.images)[item], len(ref.bands))
+        found[item] = read_labels(ref, item, photo.shape[1:])
+    return found
 
 
 def _same_size(path: Path, size: tuple[int, ...], image: Path, image_size: tuple[int, ...]) -> None:

@@ -11,17 +11,22 @@ disagree), agreement heatmaps, pairwise agreement and the low-agreement list
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import rasterio
 from numpy.typing import NDArray
 from pydantic import Field
 
-from geoseg.annotation.checks import CheckSettings, check_labels, class_shares, colour_findings
+from geoseg.annotation.checks import (
+    CheckSettings,
+    Finding,
+    check_labels,
+    class_shares,
+    colour_findings,
+)
 from geoseg.annotation.consensus import (
     REVIEW,
     consensus,
@@ -31,18 +36,31 @@ from geoseg.annotation.consensus import (
     pairwise_table,
     write_agreement_png,
 )
-from geoseg.annotation.exporting import photo_ids, write_png
+from geoseg.annotation.exporting import export, photo_ids, photo_prediction, run_maps, write_png
+from geoseg.annotation.formats import FormatName
 from geoseg.annotation.gold import Thresholds, score_against_gold
-from geoseg.annotation.queue import CROPS, QUEUE_CSV, QUEUE_GPKG, ReviewImage, write_queue
+from geoseg.annotation.queue import (
+    CROPS,
+    QUEUE_CSV,
+    QUEUE_GPKG,
+    ReviewImage,
+    review_selection,
+    write_queue,
+)
+from geoseg.annotation.record import ExportRecord
 from geoseg.catalog import ImageSetRef
 from geoseg.config import ClosedModel
 from geoseg.errors import CatalogError, ConfigError
 from geoseg.export.atomic import atomic_path
 from geoseg.export.style import ClassStyle
-from geoseg.io.images import read_image, read_labels
+from geoseg.io.images import read_image, read_labels, read_set_labels
+from geoseg.model.bundle import ClassInfo
 from geoseg.workflow.manifest import Figures, Provenance
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
 from geoseg.workflow.transaction import Transaction
+
+#: Where label_qa writes the review task (an export of the flagged photos).
+REVIEW_TASK = "review_task"
 
 
 class QaChecks(ClosedModel):
@@ -67,6 +85,10 @@ class LabelQaConfig(ClosedModel):
     background: int | None = Field(default=None, ge=1, le=255)  # the class nobody outlines
     checks: QaChecks = Field(default_factory=QaChecks)
     crops: int = Field(default=100, ge=0)  # PNG crops of the top of the review queue
+    # Send the flagged photos back to annotators: their current labels as tasks in these
+    # formats (review_task/), in queue order; review_kinds limits which findings count.
+    review_task: list[FormatName] = Field(default_factory=list)
+    review_kinds: list[str] | None = None
     gold: str | None = None  # an image set of gold-standard labels of (some of) the photos
     annotators: dict[str, str] = Field(default_factory=dict)  # name -> image set of its labels
     min_iou: float = Field(default=0.8, ge=0, le=1)  # gold: pass marks
@@ -135,6 +157,8 @@ class PlannedLabelQa(PlannedStep[LabelQaConfig]):
             names += ["gold.csv", "gold_summary.csv"]
         if self.annotators:
             names += ["consensus", "pairwise.csv", "low_agreement.csv"]
+        if self.config.review_task:
+            names.append(REVIEW_TASK)
         return [self.folder / n for n in names]
 
     def inputs(self) -> list[Path]:
@@ -168,15 +192,24 @@ class PlannedLabelQa(PlannedStep[LabelQaConfig]):
                 continue
             if self.predictions is None:
                 continue
-            classes, confidence = _prediction(self.predictions, item)
+            classes, confidence = run_maps(self.predictions, item)
+            if confidence is None:
+                raise ConfigError(
+                    f"{self.predictions / 'confidence'} has no map of photo '{item}': the "
+                    "automated checks need the run's confidence (re-run predict_images)"
+                )
             settings = CheckSettings(background=cfg.background, **cfg.checks.model_dump())
             findings += check_labels(item, labels[item], classes, confidence, names, settings)
             picture = np.moveaxis(photo, 0, -1).clip(0, 255).astype(np.uint8)
             review[item] = ReviewImage(picture, labels[item], classes)
         write_queue(findings, out, review, styles, cfg.crops)
+        if cfg.review_task:
+            self._review_task(findings, labels, out / REVIEW_TASK)
         _csv(class_shares(labels, names), out / "class_shares.csv")
         counts = pd.Series([f.kind for f in findings], dtype=object).value_counts()
-        everyone = {"labels": labels} | {n: _labels(r, ids) for n, r in self.annotators.items()}
+        everyone = {"labels": labels} | {
+            n: read_set_labels(r, ids) for n, r in self.annotators.items()
+        }
         passed = self._gold(everyone, ids, names, out) if self.gold is not None else None
         agreement = self._consensus(everyone, out) if self.annotators else (None, None)
         figures = QaFigures(
@@ -211,7 +244,7 @@ class PlannedLabelQa(PlannedStep[LabelQaConfig]):
     ) -> dict[str, bool]:
         """Score every annotator on the gold images; the pass/fail per annotator."""
         assert self.gold is not None
-        gold = _labels(self.gold, [i for i in ids if i in self.gold.ids])
+        gold = read_set_labels(self.gold, ids)
         thresholds = Thresholds(self.config.min_iou, self.config.min_boundary_f)
         result = score_against_gold(gold, everyone, thresholds, self.config.tolerance)
         _csv(result.table(names), out / "gold.csv")
@@ -235,28 +268,25 @@ class PlannedLabelQa(PlannedStep[LabelQaConfig]):
         _csv(low_agreement_table(low), out / "low_agreement.csv")
         return int(sum((r.labels == REVIEW).sum() for r in results.values())), len(low)
 
-
-def _prediction(run: Path, item: str) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
-    """A predict_images run's class map and confidence of one photo."""
-    with rasterio.open(run / "classes" / f"{item}.tif") as ds:
-        classes = ds.read(1).astype(np.uint8)
-    confidence_path = run / "confidence" / f"{item}.tif"
-    if not confidence_path.exists():
-        raise ConfigError(
-            f"{confidence_path} does not exist: the automated checks need the run's confidence "
-            "(re-run predict_images with this geoseg)"
+    def _review_task(
+        self, findings: list[Finding], labels: dict[str, NDArray[np.uint8]], out: Path
+    ) -> None:
+        """The flagged photos, their current labels as the pre-annotation, as an export."""
+        cfg, ref = self.config, self.image_set
+        selection = review_selection(findings, cfg.review_kinds)
+        ids = [i for i in selection.ids if i in labels]
+        out.mkdir(parents=True, exist_ok=True)
+        photos = dict(ref.images)
+        predictions = [photo_prediction(i, photos[i], labels[i], None, out) for i in ids]
+        items = selection.items([p.item for p in predictions]) if ids else []
+        predictions = [replace(p, item=item) for p, item in zip(predictions, items, strict=True)]
+        record = ExportRecord(
+            source=f"labels of image set {ref.name} flagged by label_qa",
+            origin=ref.name,
+            classes=[ClassInfo(code=c, name=n, color=col) for c, n, col in ref.classes],
+            background=cfg.background,
         )
-    with rasterio.open(confidence_path) as ds:
-        return classes, ds.read(1).astype(np.float32)
-
-
-def _labels(ref: ImageSetRef, ids: list[str]) -> dict[str, NDArray[np.uint8]]:
-    """An image set's labels of the photos ``ids`` it has."""
-    found = {}
-    for item in (i for i in ids if i in ref.ids):
-        photo = read_image(dict(ref.images)[item], 3)
-        found[item] = read_labels(ref, item, photo.shape[1:])
-    return found
+        export(predictions, record, list(dict.fromkeys(cfg.review_task)), out)
 
 
 def _csv(table: pd.DataFrame, path: Path) -> None:
