@@ -129,7 +129,7 @@ def test_pycocotools_loads_the_file_and_its_masks_are_geosegs_regions(tmp_path: 
     assert {c["id"]: c["name"] for c in categories} == NAMES
     assert {c["supercategory"] for c in categories} == {""}
     images = coco.loadImgs(coco.getImgIds())
-    assert [i["file_name"] for i in images] == [item.image for item in record.items]
+    assert [f"images/{i['file_name']}" for i in images] == [item.image for item in record.items]
     kinds = set()
     for image in images:
         key = Path(image["file_name"]).stem
@@ -191,7 +191,7 @@ def test_label_studio_tasks_and_labelling_config(tmp_path: Path) -> None:
     maps = _maps()
     prefix = "/data/local-files/?d=export/"
     record, (path, config) = _export(tmp_path, maps, LabelStudio(image_prefix=prefix))
-    assert (path.name, config.name) == ("labelstudio.json", "labelstudio.xml")
+    assert (path.name, config.name) == ("labelstudio.json", "config.xml")
     tasks = json.loads(path.read_text())
     assert isinstance(tasks, list) and len(tasks) == len(maps)
     edges = []
@@ -259,8 +259,9 @@ def test_label_studio_export_the_first_annotation_wins_and_images_match_by_stem(
     expected = np.where(paint([(triangle, 2)], expected.shape) == 2, 2, expected)
     (back,) = LabelStudio().read(path, record).values()
     assert (back == expected).all()
-    path.write_text(json.dumps([bare]))
-    assert (LabelStudio().read(path, record)["a"] == 1).all(), "no shapes: all background"
+    path.write_text(json.dumps([bare]))  # nobody annotated it: not "all background"
+    with pytest.raises(AnnotationError, match=r"\(task 8\): task of item 'a' has no annotation"):
+        LabelStudio().read(path, record)
 
 
 def _edit(path: Path, change: Callable[[Any], None]) -> None:
@@ -292,7 +293,7 @@ COCO_ERRORS: list[tuple[Callable[[Any], None], str]] = [
     ),
     (
         lambda d: d["images"][0].update(width=7),
-        JSON + r" \(image 1 'images/a\.png'\) is 7x5 px but the exported item 'a' is 6x5",
+        JSON + r" \(image 1 'a\.png'\) is 7x5 px but the exported item 'a' is 6x5",
     ),
     (
         lambda d: d["annotations"][0].update(image_id=5),
@@ -395,3 +396,19 @@ def test_writing_refuses_what_would_not_come_back(tmp_path: Path, fmt: Annotatio
     with pytest.raises(AnnotationError, match=rf"{name}: item 'a' has two predictions"):
         fmt.write([Prediction(item, classes)] * 2, record, tmp_path)
     assert not (tmp_path / name).exists(), "nothing half-written"
+
+
+def test_coco_names_images_as_coco_1_0_and_label_studio_refuses_empty_tasks(
+    tmp_path: Path,
+) -> None:
+    maps = _maps(seeds=range(2))
+    _, (path,) = _export(tmp_path, maps, Coco())
+    names = [image["file_name"] for image in json.loads(path.read_text())["images"]]
+    assert names and all("/" not in name for name in names), "relative to images/"
+    _, (tasks, _config) = _export(tmp_path / "ls", maps, LabelStudio())
+    document = json.loads(tasks.read_text())
+    document[0]["predictions"] = [17]  # as Label Studio exports a task nobody annotated
+    tasks.write_text(json.dumps(document))
+    record = ExportRecord.read(tmp_path / "ls")
+    with pytest.raises(AnnotationError, match=r"has no annotation \(and no prediction inline\)"):
+        LabelStudio().read(tasks, record)

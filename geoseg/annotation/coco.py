@@ -3,6 +3,7 @@
 The file is ``annotations/instances_default.json`` (CVAT's COCO 1.0 layout).
 
 One image per item (``id`` its position in the record plus one, ``file_name`` the item's image
+as COCO 1.0 names it (relative to ``images/``)
 relative to the export folder, its width and height), one category per class (``id`` = the class
 code, ``name``, ``supercategory`` empty), and one annotation per region of
 :func:`geoseg.annotation.regions.regions`: a polygon (the exact pixel-edge exterior, a closed
@@ -305,6 +306,12 @@ def _polygons(annotation: _Annotation, item: ItemRecord, where: str) -> list[sha
     return polygons
 
 
+def image_name(item: ItemRecord) -> str:
+    """The item's image as COCO 1.0 names it: relative to the ``images/`` folder beside."""
+    path = PurePosixPath(item.image)
+    return str(path.relative_to("images")) if path.parts[:1] == ("images",) else item.image
+
+
 @dataclass(frozen=True)
 class Coco:
     """COCO instance segmentation JSON (see the module docstring)."""
@@ -324,7 +331,7 @@ class Coco:
             images.append(
                 {
                     "id": ids[item.id],
-                    "file_name": item.image,
+                    "file_name": image_name(item),
                     "width": item.width,
                     "height": item.height,
                 }

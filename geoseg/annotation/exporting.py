@@ -145,13 +145,20 @@ def photo_ids(run: Path) -> list[str]:
 
 
 def export(
-    predictions: Sequence[Prediction], record: ExportRecord, formats: Sequence[str], out: Path
+    predictions: Sequence[Prediction],
+    record: ExportRecord,
+    formats: Sequence[str],
+    out: Path,
+    image_prefix: str = "",
 ) -> list[Path]:
-    """Write ``record`` (with the predictions' items) and each format's files into ``out``."""
+    """Write ``record`` (with the predictions' items) and each format's files into ``out``.
+
+    ``image_prefix``: see :func:`~geoseg.annotation.formats.annotation_format`.
+    """
     from geoseg.annotation.formats import annotation_format
 
     record = record.model_copy(update={"items": [p.item for p in predictions]})
     written = [record.write(out)]
     for name in formats:
-        written += annotation_format(name).write(predictions, record, out)
+        written += annotation_format(name, image_prefix).write(predictions, record, out)
     return written

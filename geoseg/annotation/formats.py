@@ -30,7 +30,7 @@ FILES: dict[str, tuple[str, ...]] = {
         "JPEGImages",
     ),
     "coco": ("annotations",),
-    "labelstudio": ("labelstudio.json", "labelstudio.xml"),
+    "labelstudio": ("labelstudio.json", "labelstudio"),
     "gpkg": ("review.gpkg", "review.qml"),
 }
 READS: dict[str, str] = {
@@ -42,8 +42,13 @@ READS: dict[str, str] = {
 }
 
 
-def annotation_format(name: str) -> AnnotationFormat:
-    """The format called ``name`` (one of :data:`FORMATS`)."""
+def annotation_format(name: str, image_prefix: str = "") -> AnnotationFormat:
+    """The format called ``name`` (one of :data:`FORMATS`).
+
+    ``image_prefix`` goes before image paths in formats whose tool loads images by URL (Label
+    Studio: e.g. ``/data/local-files/?d=tasks/`` or ``https://host/tasks/``).
+    """
     module, cls = FORMATS[name]
-    found: AnnotationFormat = getattr(importlib.import_module(module), cls)()
+    kind = getattr(importlib.import_module(module), cls)
+    found: AnnotationFormat = kind(image_prefix=image_prefix) if name == "labelstudio" else kind()
     return found

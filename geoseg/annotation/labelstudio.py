@@ -1,4 +1,4 @@
-"""Label Studio tasks (``labelstudio.json``, ``labelstudio.xml``): pre-annotations out, back in.
+"""Label Studio tasks and config: pre-annotations out, corrections back in.
 
 ``labelstudio.json`` is a list of tasks that Label Studio imports as they are, the model's
 regions as pre-annotations: each task is ``{"data": {"image": ..., "geoseg_item": id},
@@ -12,7 +12,7 @@ region of :func:`geoseg.annotation.regions.regions`, of type ``polygonlabels`` (
 the image's width and height (how Label Studio stores polygons), its class name as the label and
 its mean confidence as ``score``. Label Studio draws no holes: every region inside a hole is its
 own polygon, background ones included, and painting the polygons from the largest to the
-smallest gives the class map back exactly. ``labelstudio.xml`` is the labelling config: an
+smallest gives the class map back exactly. ``labelstudio/config.xml`` is the labelling config: an
 ``Image`` and a ``PolygonLabels`` control with one ``Label`` (name and colour) per class.
 
 Reading takes a task list: the file written here, or Label Studio's JSON export of the corrected
@@ -52,7 +52,7 @@ from geoseg.export.atomic import atomic_path
 #: The tasks' file name in an export folder.
 FILE = "labelstudio.json"
 #: The labelling config's file name in an export folder.
-CONFIG = "labelstudio.xml"
+CONFIG = "labelstudio/config.xml"  # not beside CVAT's annotations.xml: importers scan *.xml
 
 #: How far (px) a converted coordinate may lie from a whole number to be snapped to it.
 SNAP = 1e-6
@@ -135,8 +135,9 @@ class LabelStudio:
     def write(
         self, predictions: Sequence[Prediction], record: ExportRecord, folder: Path
     ) -> list[Path]:
-        """Write ``folder/labelstudio.json`` and ``folder/labelstudio.xml``; the files written."""
+        """Write ``folder/labelstudio.json`` and ``folder/labelstudio/config.xml``; the files."""
         path, config = folder / FILE, folder / CONFIG
+        config.parent.mkdir(parents=True, exist_ok=True)
         names = {info.code: info.name for info in record.classes}
         version = self.model_version or record.source or "geoseg"
         tasks = []
@@ -192,6 +193,11 @@ class LabelStudio:
             if item.id in out:
                 raise AnnotationError(f"{where}: a second task of item '{item.id}'")
             source, results = _results(task)
+            if not source:
+                raise AnnotationError(
+                    f"{where}: task of item '{item.id}' has no annotation (and no prediction "
+                    "inline): annotate or skip it in Label Studio, or export with predictions"
+                )
             shapes = [
                 _shape(result, item, record, where, (file, f"{index}.{source}.result.{number}"))
                 for number, result in enumerate(results)

@@ -51,6 +51,9 @@ class ExportAnnotationsConfig(ClosedModel):
     background: int | None = Field(default=None, ge=1, le=255)  # the class nobody outlines
     images: list[str] | None = None  # photos only; default: every photo the run predicted
     chip_size: int = Field(default=CHIP_SIZE, ge=32)  # scenes only: chip edge in pixels
+    # Before image paths in Label Studio tasks: where Label Studio finds the export's images
+    # (e.g. /data/local-files/?d=tasks/ with local storage, or https://host/tasks/).
+    image_prefix: str = ""
 
     @model_validator(mode="after")
     def _one_origin(self) -> ExportAnnotationsConfig:
@@ -163,7 +166,7 @@ class PlannedExportAnnotations(PlannedStep[ExportAnnotationsConfig]):
         )
         if scene is not None:
             write_chip_images(source, record, out)
-        export(predictions, record, list(dict.fromkeys(cfg.formats)), out)
+        export(predictions, record, list(dict.fromkeys(cfg.formats)), out, cfg.image_prefix)
         ordered = sorted(predictions, key=lambda p: -(p.item.priority or 0.0))
         figures = ExportFigures(
             items=len(predictions),

@@ -273,8 +273,9 @@ class PlannedLabelQa(PlannedStep[LabelQaConfig]):
     ) -> None:
         """The flagged photos, their current labels as the pre-annotation, as an export."""
         cfg, ref = self.config, self.image_set
-        selection = review_selection(findings, cfg.review_kinds)
-        ids = [i for i in selection.ids if i in labels]
+        readable = [f for f in findings if f.image_id in labels]  # not unmapped-colour files
+        selection = review_selection(readable, cfg.review_kinds)
+        ids = list(selection.ids)
         out.mkdir(parents=True, exist_ok=True)
         photos = dict(ref.images)
         predictions = [photo_prediction(i, photos[i], labels[i], None, out) for i in ids]
