@@ -349,3 +349,44 @@ def test_an_integer_scene_with_a_nodata_tag_is_sampled_with_its_nodata_as_nan(
         predict_workflow(tmp_path, tiny_bundle, source=str(scene)), show_progress=False
     )[0]
     assert report.figures.tiles_run > 0  # the sample read failed with a TypeError before
+
+
+def test_compact_confidence_is_uint8_that_gdal_reads_as_the_probability(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    from geoseg.export.raster import validate_cog
+    from geoseg.io.raster import read_values
+    from geoseg.types import Window
+    from geoseg.workflow.run import run_workflow
+
+    runs = {}
+    for dtype in ("float32", "uint8"):
+        folder = tmp_path / dtype
+        folder.mkdir()
+        path = predict_workflow(folder, tiny_bundle, output=folder / "out")
+        text = path.read_text().replace("vector: {enabled: false}", "vector: {min_area_m2: 0}")
+        path.write_text(text + f"      confidence: {dtype}\n")
+        run_workflow(path, show_progress=False)
+        runs[dtype] = folder / "out"
+    exact, compact = (runs[d] / "confidence.tif" for d in ("float32", "uint8"))
+    assert validate_cog(compact) == []
+    with rasterio.open(compact) as ds:
+        assert ds.dtypes[0] == "uint8" and ds.nodata == 255
+        assert ds.scales[0] == pytest.approx(1 / 254) and ds.offsets[0] == 0
+    whole = Window(0, 0, 300, 489)
+    a, b = read_values(exact, whole), read_values(compact, whole)
+    assert (np.isnan(a) == np.isnan(b)).all()
+    assert np.nanmax(np.abs(a - b)) <= 0.5 / 254 + 1e-6, "rounded to the nearest step"
+    assert compact.stat().st_size < exact.stat().st_size / 2
+    for name in ("classes.tif",):
+        assert (runs["float32"] / name).read_bytes() == (runs["uint8"] / name).read_bytes()
+    if shutil.which("gdalinfo"):
+        info = subprocess.run(["gdalinfo", str(compact)], capture_output=True, text=True).stdout
+        assert "Scale:0.00393" in info and "NoData Value=255" in info
+    import geopandas as gpd
+
+    polygons = [gpd.read_file(runs[d] / "landcover.gpkg") for d in ("float32", "uint8")]
+    assert len(polygons[0]) == len(polygons[1])
+    assert np.allclose(
+        polygons[0].mean_confidence, polygons[1].mean_confidence, atol=0.5 / 254 + 1e-6
+    )

@@ -30,6 +30,7 @@ from geoseg.annotation.record import (
 from geoseg.errors import AnnotationError
 from geoseg.export.atomic import atomic_path
 from geoseg.io.images import read_image
+from geoseg.io.raster import read_values
 from geoseg.io.source import RasterSource
 from geoseg.types import Grid
 
@@ -127,9 +128,8 @@ def scene_predictions(
             f"({source.grid.describe()}): export with the source that was predicted"
         )
     confidence = None
-    if (run / "confidence.tif").exists():
-        with rasterio.open(run / "confidence.tif") as ds:
-            confidence = ds.read(1).astype(np.float32)
+    if (run / "confidence.tif").exists():  # float32, or compact uint8 with its scale
+        confidence = read_values(run / "confidence.tif", grid.window)
     chips = cut(classes, grid, confidence, size)
     predictions = []
     for prediction in chips.predictions:

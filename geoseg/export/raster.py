@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,39 @@ from geoseg.types import Grid, Window
 BIGTIFF_THRESHOLD = 3 * 1024**3
 
 Resampling = Literal["nearest", "average", "mode"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfidenceStorage:
+    """How a confidence raster is stored: ``float32`` or compact ``uint8``.
+
+    ``float32`` (the default) is exact, NaN = no data. ``uint8`` takes a quarter of the size:
+    0..254 stand for 0..1 in steps of 1/254, 255 = no data, declared by the band's scale, so
+    GDAL and QGIS read the probability itself.
+    """
+
+    dtype: Literal["float32", "uint8"] = "float32"
+
+    @property
+    def nodata(self) -> float:
+        """The no-data value as stored."""
+        return float("nan") if self.dtype == "float32" else 255.0
+
+    @property
+    def scale(self) -> float | None:
+        """The band's scale (value = stored x scale), None when stored as is."""
+        return None if self.dtype == "float32" else 1 / CONFIDENCE_STEPS
+
+    def encode(self, confidence: NDArray[np.float32]) -> NDArray[Any]:
+        """Probabilities (NaN = no data) as stored."""
+        if self.dtype == "float32":
+            return confidence
+        steps = np.rint(np.nan_to_num(confidence, nan=0.0) * CONFIDENCE_STEPS)
+        return np.where(np.isnan(confidence), 255, steps).astype(np.uint8)
+
+
+#: uint8 confidence: the number of steps between 0 and 1.
+CONFIDENCE_STEPS = 254
 
 #: Internal tile size of the COGs geoseg writes (rio-cogeo's deflate profile); chunked readers of
 #: those files align to it.
@@ -78,6 +112,7 @@ def mosaic_vrt(
     nodata: float | None,
     description: str = "",
     tags: Mapping[str, str] | None = None,
+    scale: float | None = None,
 ) -> str:
     """A GDAL VRT placing each single-band part at its window of ``grid``; ``tags`` on the band.
 
@@ -101,6 +136,9 @@ def mosaic_vrt(
             ET.SubElement(metadata, "MDI", key=key).text = value
     if nodata is not None:
         ET.SubElement(band, "NoDataValue").text = "nan" if np.isnan(nodata) else repr(nodata)
+    if scale is not None:  # carried into the COG: readers get value = stored x scale
+        ET.SubElement(band, "Offset").text = "0"
+        ET.SubElement(band, "Scale").text = repr(scale)
     for window, part in parts:
         source = ET.SubElement(band, "SimpleSource")
         ET.SubElement(source, "SourceFilename", relativeToVRT="0").text = str(part)
@@ -127,6 +165,7 @@ def assemble_cog(
     description: str = "",
     overwrite: bool = False,
     tags: Mapping[str, str] | None = None,
+    scale: float | None = None,
 ) -> None:
     """Stream ``parts`` into a COG at ``path`` (written under a temporary name, then renamed).
 
@@ -141,7 +180,8 @@ def assemble_cog(
         vrt = temporary_sibling(path.with_suffix(".vrt"), "mosaic")
         try:
             vrt.write_text(
-                mosaic_vrt(parts, grid, dtype, nodata, description, tags), encoding="utf-8"
+                mosaic_vrt(parts, grid, dtype, nodata, description, tags, scale),
+                encoding="utf-8",
             )
             cog_profile = dict(cog_profiles.get("deflate"))
             cog_profile.update(BIGTIFF=bigtiff, NUM_THREADS="ALL_CPUS")

@@ -123,6 +123,21 @@ def read_decimated(path: Path, shape: tuple[int, int]) -> NDArray[Any]:
         return ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
 
 
+def read_values(path: Path, window: Window) -> NDArray[np.float32]:
+    """Band 1 of ``path`` over ``window`` as the values it stands for, as float32.
+
+    Its scale and offset are applied (a compact uint8 confidence); no data and the parts of the
+    window outside the image are NaN.
+    """
+    with open_raster(path) as ds:
+        nodata, scale, offset = ds.nodata, ds.scales[0], ds.offsets[0]
+    stored = read_window(path, window, np.nan if nodata is None else nodata).astype(np.float32)
+    missing = np.isnan(stored) if nodata is None or np.isnan(nodata) else stored == nodata
+    values = stored * np.float32(scale) + np.float32(offset)
+    values[missing] = np.nan
+    return values
+
+
 def read_window(path: Path, window: Window, fill: float = 0) -> NDArray[Any]:
     """Band 1 of ``path`` over an integer ``window``; parts outside the image become ``fill``."""
     try:

@@ -11,7 +11,7 @@ import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import dask.array as da
@@ -21,7 +21,7 @@ from dask.delayed import delayed
 from geoseg.classes import class_codes_tag
 from geoseg.executor import Executor
 from geoseg.export.atomic import atomic_path
-from geoseg.export.raster import assemble_cog, write_part
+from geoseg.export.raster import ConfidenceStorage, assemble_cog, write_part
 from geoseg.io.source import RasterSource
 from geoseg.stitch.predict import InferenceSpec, TileModel, WindowPrediction, predict_window
 from geoseg.tiling.grid import Chunk, ChunkPlan
@@ -40,6 +40,7 @@ class PredictJob:
     model: ModelFactory
     spec: InferenceSpec
     parts_dir: Path
+    confidence: ConfidenceStorage = field(default_factory=ConfidenceStorage)
 
     def part_paths(self, chunk: Chunk) -> tuple[Path, Path]:
         """Class-map and confidence part files of ``chunk``."""
@@ -87,7 +88,8 @@ def predict_chunk(job: PredictJob, chunk: Chunk) -> ChunkOutcome:
     class_path, confidence_path = job.part_paths(chunk)
     grid = job.source.grid
     write_part(class_path, prediction.classes, grid, chunk.core, CLASS_NODATA)
-    write_part(confidence_path, prediction.confidence, grid, chunk.core, CONFIDENCE_NODATA)
+    stored = job.confidence.encode(prediction.confidence)
+    write_part(confidence_path, stored, grid, chunk.core, job.confidence.nodata)
     codes, counts = np.unique(prediction.classes, return_counts=True)
     seconds = {**prediction.seconds, "write": time.perf_counter() - clock}
     seconds["total"] = time.perf_counter() - start
@@ -150,12 +152,13 @@ def assemble_outputs(
         [(c.core, job.part_paths(c)[1]) for c in chunks],
         grid,
         confidence_path,
-        "float32",
-        CONFIDENCE_NODATA,
+        job.confidence.dtype,
+        job.confidence.nodata,
         "average",
         None,
         "top-class probability",
         overwrite,
+        scale=job.confidence.scale,
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from geoseg.executor import Executor
-from geoseg.io.raster import read_window
+from geoseg.io.raster import read_values, read_window
 from geoseg.tiling.grid import Chunk, ChunkPlan
 from geoseg.types import Grid
 from geoseg.vector.components import ChunkComponents, chunk_components
@@ -90,7 +90,7 @@ def pieces_task(job: VectoriseJob, chunk: Chunk, local_to_region: np.ndarray) ->
     classes = read_window(job.classes, chunk.core)
     regions = region_image(classes, local_to_region)
     confidence = (
-        read_window(job.confidence, chunk.core).astype(np.float32)
+        read_values(job.confidence, chunk.core)
         if job.confidence is not None
         else np.zeros(classes.shape, np.float32)
     )

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -22,7 +22,7 @@ from geoseg.catalog import SourceRef
 from geoseg.config import ClosedModel
 from geoseg.errors import ConfigError
 from geoseg.executor import ExecutorSpec
-from geoseg.export.raster import validate_cog
+from geoseg.export.raster import ConfidenceStorage, validate_cog
 from geoseg.export.style import class_styles, raster_qml, style_path, vector_qml, write_style
 from geoseg.export.vector import SUFFIX, VectorFormat, convert, write_gpkg
 from geoseg.io.source import RasterSource
@@ -81,6 +81,9 @@ class PredictConfig(InferenceConfig):
     output: str
     chunk_size: int = Field(default=1024, ge=64)
     vector: VectorConfig = Field(default_factory=VectorConfig)
+    # float32 (the default: exact) or uint8 (a quarter of the size, steps of 1/254, the real
+    # probability through the band's scale in GDAL and QGIS).
+    confidence: Literal["float32", "uint8"] = "float32"
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         spec = cfg.spec(meta, profile, ctx.where(self))
         threads = torch_threads(ex.spec.workers)  # as the fingerprint records
         factory = functools.partial(predictor, self.model, cfg.device, threads)
-        job = PredictJob(source, factory, spec, tx.parts)
+        job = PredictJob(source, factory, spec, tx.parts, ConfidenceStorage(cfg.confidence))
         chunk_plan = ChunkPlan(source.grid.shape, source.chunk_shape(cfg.chunk_size))
         chunks = chunk_plan.chunks()
         done = finished_chunks(job, chunks) if tx.resuming else {}
