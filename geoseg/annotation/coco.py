@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 from pycocotools import mask as coco_mask
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from geoseg.annotation.record import ExportRecord, ItemRecord, Prediction, restore_nodata
+from geoseg.annotation.record import ExportRecord, ItemRecord, Prediction, paint_largest_first
 from geoseg.annotation.regions import Region, paint, regions
 from geoseg.config import format_validation_error
 from geoseg.errors import AnnotationError
@@ -145,21 +145,6 @@ def checked(
                 "record; record it with write_nodata before exporting"
             )
         yield prediction, item
-
-
-def paint_largest_first(
-    shapes: Sequence[tuple[shapely.Polygon, int]],
-    item: ItemRecord,
-    record: ExportRecord,
-    folder: Path,
-) -> NDArray[np.uint8]:
-    """The item's class map from ``shapes``: painted from the largest exterior to the smallest.
-
-    Pixels no shape covers take the record's background (else 0), and the item's no-data pixels
-    (its mask in ``folder``) are set back to 0. Equal exteriors keep their order in ``shapes``.
-    """
-    ordered = sorted(shapes, key=lambda s: -shapely.Polygon(s[0].exterior).area)
-    return restore_nodata(paint(ordered, item.shape, record.fill), item, record.folder or folder)
 
 
 # --- COCO ------------------------------------------------------------------------------------

@@ -43,8 +43,8 @@ import shapely
 from numpy.typing import NDArray
 from pydantic import Field, RootModel
 
-from geoseg.annotation.coco import OpenModel, checked, load_json, paint_largest_first, parse
-from geoseg.annotation.record import ExportRecord, ItemRecord, Prediction
+from geoseg.annotation.coco import OpenModel, checked, load_json, parse
+from geoseg.annotation.record import ExportRecord, ItemRecord, Prediction, paint_largest_first
 from geoseg.annotation.regions import Region, regions
 from geoseg.errors import AnnotationError
 from geoseg.export.atomic import atomic_path

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
 import numpy as np
+import shapely
 from numpy.typing import NDArray
 from PIL import Image
 from pydantic import Field, PrivateAttr, ValidationError
 
+from geoseg.annotation.regions import paint
 from geoseg.config import ClosedModel, format_validation_error
 from geoseg.errors import AnnotationError
 from geoseg.export.atomic import atomic_path
@@ -169,6 +171,21 @@ def restore_nodata(classes: NDArray[np.uint8], item: ItemRecord, folder: Path) -
             f"{item.width}x{item.height}"
         )
     return np.where(missing, 0, classes).astype(np.uint8)
+
+
+def paint_largest_first(
+    shapes: Sequence[tuple[shapely.Polygon, int]],
+    item: ItemRecord,
+    record: ExportRecord,
+    folder: Path,
+) -> NDArray[np.uint8]:
+    """The item's class map from ``shapes``: painted from the largest exterior to the smallest.
+
+    Pixels no shape covers take the record's background (else 0), and the item's no-data pixels
+    (its mask in ``folder``) are set back to 0. Equal exteriors keep their order in ``shapes``.
+    """
+    ordered = sorted(shapes, key=lambda s: -shapely.Polygon(s[0].exterior).area)
+    return restore_nodata(paint(ordered, item.shape, record.fill), item, record.folder or folder)
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,9 @@ from geoseg.annotation.record import (
     ItemRecord,
     Prediction,
     SceneRecord,
-    restore_nodata,
+    paint_largest_first,
 )
-from geoseg.annotation.regions import paint, regions
+from geoseg.annotation.regions import regions
 from geoseg.errors import AnnotationError
 from geoseg.export.style import QGIS_VERSION, style_path, vector_qml, write_style
 from geoseg.export.vector import write_layers
@@ -347,7 +347,7 @@ class ReviewLayer:
         """Each item's class map from an (edited) review layer: a ``.gpkg`` or its folder."""
         file = path / REVIEW_FILE if path.is_dir() else path
         frame = _read_layer(file, record)
-        shapes: dict[str, list[tuple[float, shapely.Polygon, int]]] = {
+        shapes: dict[str, list[tuple[shapely.Polygon, int]]] = {
             item.id: [] for item in record.items
         }
         inverse = {item.id: ~item_transform(record, item) for item in record.items}
@@ -376,14 +376,11 @@ class ReviewLayer:
                 )
             for part in _polygons(geometry, where):
                 (pixel,) = _apply(inverse[item.id], [part])
-                area = shapely.Polygon(pixel.exterior).area
-                shapes[item.id].append((area, pixel, 0 if status == "rejected" else code))
-        found = {}
-        for item in record.items:
-            ordered = sorted(shapes[item.id], key=lambda s: -s[0])  # stable: file order on ties
-            classes = paint(((p, c) for _, p, c in ordered), item.shape, record.fill)
-            found[item.id] = restore_nodata(classes, item, record.folder or file.parent)
-        return found
+                shapes[item.id].append((pixel, 0 if status == "rejected" else code))
+        return {
+            item.id: paint_largest_first(shapes[item.id], item, record, file.parent)
+            for item in record.items
+        }
 
 
 def _check_shapes(prediction: Prediction) -> None:
