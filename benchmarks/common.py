@@ -26,17 +26,17 @@ CACHE = REPO / "benchmarks" / ".cache"
 BANDS = ["blue", "green", "red"]
 
 
-def enlarged_scene(factor: int) -> Path:
-    """The real Landsat 8 mosaic tiled ``factor`` x ``factor`` times into one GeoTIFF.
+def enlarged_scene(factor: int, source: Path = MOSAIC, stem: str = "l8_mosaic") -> Path:
+    """A real scene (default: the Landsat 8 mosaic) tiled ``factor`` x ``factor`` times.
 
-    The copies are placed side by side on the mosaic's 30 m grid (so the scene is real imagery,
+    The copies are placed side by side on the scene's own grid (so the scene is real imagery,
     repeated; its georeferencing beyond the first copy is synthetic). Written block by block.
     """
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"l8_mosaic_x{factor}.tif"
+    path = CACHE / f"{stem}_x{factor}.tif"
     if path.exists():
         return path
-    with rasterio.open(MOSAIC) as src:
+    with rasterio.open(source) as src:
         profile = src.profile
         height, width = src.height, src.width
         tile = src.read()
@@ -47,7 +47,7 @@ def enlarged_scene(factor: int) -> Path:
         blockxsize=512,
         blockysize=512,
         compress="deflate",
-        BIGTIFF="YES" if factor >= 6 else "NO",
+        BIGTIFF="YES" if height * width * factor**2 * len(tile) * tile.itemsize > 2**31 else "NO",
     )
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:

@@ -1,6 +1,7 @@
 """Reference for the pipeline-efficiency benchmark: bare model forward passes, nothing else.
 
-Run as a script: ``forward_reference.py BUNDLE TILES TILE_SIZE BATCH WORKERS``. It loads the
+Run as a script: ``forward_reference.py BUNDLE TILES TILE_SIZE BATCH WORKERS SCENE [BANDS]``
+(``BANDS``: the scene's 1-based band indexes in the model's order, comma-separated; default all). It loads the
 bundle's network once, then times ``TILES`` tiles' worth of forward passes (fixed batches of
 ``BATCH``), split across ``WORKERS`` Python threads with torch's intra-op threads shared out as
 geoseg does (cores // workers). Inputs are real tiles cut from the benchmark scene. Prints JSON.
@@ -31,11 +32,12 @@ def main() -> None:
         int(sys.argv[5]),
     )
     scene = Path(sys.argv[6])
+    indexes = [int(i) for i in sys.argv[7].split(",")] if len(sys.argv) > 7 else None
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     meta, network = load_network(bundle, torch.device("cpu"))
     with rasterio.open(scene) as src:
         window = rasterio.windows.Window(512, 512, size * 8, size * 8)
-        data = src.read(window=window).astype(np.float32)
+        data = src.read(indexes, window=window).astype(np.float32)
     mean = np.array([b.mean for b in meta.bands], np.float32)[:, None, None]
     std = np.array([b.std for b in meta.bands], np.float32)[:, None, None]
     data = (data - mean) / std

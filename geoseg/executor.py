@@ -1,11 +1,11 @@
-"""Running independent chunk tasks on Dask, streaming their results, with a progress bar.
+"""Running independent chunk tasks on a pool or a Dask cluster, streaming results, with progress.
 
 Every stage that works chunk by chunk (inference, vectorising) hands a picklable function and a
 list of picklable items to :meth:`Executor.imap`, which yields results in item order while only a
 bounded window of tasks is in flight, so results never pile up in the client. Executors:
 
-- ``threads`` (default): Dask's threaded scheduler in this process;
-- ``processes``: Dask's process-pool scheduler;
+- ``threads`` (default): a thread pool in this process;
+- ``processes``: a pool of spawned processes;
 - ``distributed``: a ``dask.distributed`` cluster, either at ``address`` or a local cluster of
   ``workers`` processes started for the run. Tasks lost with a dying worker are recomputed
   elsewhere; a task whose workers keep dying fails the run with a message naming it.
@@ -23,9 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from dask.base import compute
-from dask.callbacks import Callback
-from dask.delayed import delayed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from geoseg.errors import ChunkFailedError
@@ -63,19 +60,6 @@ def progress_bar(enabled: bool) -> Progress:
     )
 
 
-class _Ticker(Callback):
-    """Advances a progress task whenever one of our named tasks finishes."""
-
-    def __init__(self, progress: Progress, task: Any, prefix: str) -> None:
-        super().__init__()
-        self.progress, self.task, self.prefix = progress, task, prefix
-
-    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        name = key[0] if isinstance(key, tuple) else key
-        if isinstance(name, str) and name.startswith(self.prefix):
-            self.progress.advance(self.task)
-
-
 class Executor:
     """Runs ``fn`` over items on the configured Dask scheduler (see the module docstring)."""
 
@@ -99,34 +83,62 @@ class Executor:
         label: str,
         describe: Callable[[ItemT], str] = str,
     ) -> Iterator[ResultT]:
-        """Yield ``fn(item)`` for every item, in item order, computing a bounded window ahead."""
+        """Yield ``fn(item)`` for every item, in item order, computing a bounded window ahead.
+
+        The window slides: a new task starts whenever one is collected, so workers never wait
+        for the slowest task of a batch.
+        """
+        if self.client is None and self.pool is None:  # no run-wide pool: one for this call
+            with _pool(self.spec) as pool:
+                yield from Executor(self.spec, self.show_progress, pool=pool).imap(
+                    fn, items, label, describe
+                )
+            return
+        submit: Callable[[ItemT], Any]
+        died: tuple[type[BaseException], ...]
+        if self.client is not None:
+            from dask.distributed import KilledWorker
+
+            def submit(item: ItemT) -> Any:
+                return self.client.submit(fn, item, pure=False, retries=self.spec.retries)
+
+            died = (KilledWorker,)
+        else:
+
+            def submit(item: ItemT) -> Any:
+                return self.pool.submit(fn, item)
+
+            died = (BrokenProcessPool,)
         with progress_bar(self.show_progress) as progress:
             task = progress.add_task(label, total=len(items))
-            if self.client is not None:
-                yield from self._imap_distributed(fn, items, label, describe, progress, task)
-                return
-            prefix = f"geoseg-{label.replace(' ', '-')}-"
-            for start in range(0, len(items), self.window):
-                window = items[start : start + self.window]
-                batch = [
-                    delayed(fn, pure=False)(item, dask_key_name=f"{prefix}{start + i}")
-                    for i, item in enumerate(window)
-                ]
-                try:
-                    with _Ticker(progress, task, prefix):
-                        results = compute(
-                            *batch,
-                            scheduler=self.spec.kind,
-                            num_workers=max(1, self.spec.workers),
-                            pool=self.pool,
-                        )
-                except BrokenProcessPool as exc:
-                    names = ", ".join(describe(item) for item in window)
-                    raise ChunkFailedError(
-                        f"{label}: a worker process died while running one of: {names}. "
-                        "Check memory (or run with fewer workers / smaller chunks)"
-                    ) from exc
-                yield from results
+            pending: deque[tuple[ItemT, Any]] = deque()
+            queue = iter(items)
+
+            def start_next() -> None:
+                for item in queue:
+                    future = submit(item)
+                    future.add_done_callback(lambda _: progress.advance(task))
+                    pending.append((item, future))
+                    return
+
+            for _ in range(self.window):
+                start_next()
+            try:
+                while pending:
+                    item, future = pending.popleft()
+                    try:
+                        result = future.result()
+                    except died as exc:
+                        raise ChunkFailedError(
+                            f"{label}: a worker process died while running {describe(item)} "
+                            f"({type(exc).__name__}: {exc}); check worker memory and logs, or "
+                            "run with fewer workers or smaller chunks"
+                        ) from exc
+                    start_next()
+                    yield result
+            finally:
+                for _, future in pending:
+                    future.cancel()
 
     def map(
         self,
@@ -138,44 +150,13 @@ class Executor:
         """``list(imap(...))``: for results that are small (summaries, not pixels or polygons)."""
         return list(self.imap(fn, items, label, describe))
 
-    def _imap_distributed(
-        self,
-        fn: Callable[[ItemT], ResultT],
-        items: Sequence[ItemT],
-        label: str,
-        describe: Callable[[ItemT], str],
-        progress: Progress,
-        task: Any,
-    ) -> Iterator[ResultT]:
-        from dask.distributed import KilledWorker
 
-        pending: deque[tuple[ItemT, Any]] = deque()
-        queue = iter(items)
-
-        def submit() -> None:
-            for item in queue:
-                future = self.client.submit(fn, item, pure=False, retries=self.spec.retries)
-                pending.append((item, future))
-                return
-
-        for _ in range(self.window):
-            submit()
-        try:
-            while pending:
-                item, future = pending.popleft()
-                try:
-                    result = future.result()
-                except KilledWorker as exc:
-                    raise ChunkFailedError(
-                        f"{label}: {describe(item)} failed: the workers running it died "
-                        f"repeatedly ({exc}); check worker memory and logs"
-                    ) from exc
-                progress.advance(task)
-                submit()
-                yield result
-        finally:
-            for _, future in pending:
-                future.cancel()
+def _pool(spec: ExecutorSpec) -> ThreadPoolExecutor | ProcessPoolExecutor:
+    """A thread or process pool for ``spec`` (processes 'spawn', clean of the parent's threads)."""
+    workers = max(1, spec.workers)
+    if spec.kind == "threads":
+        return ThreadPoolExecutor(max_workers=workers)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 @contextmanager
@@ -186,14 +167,7 @@ def open_executor(spec: ExecutorSpec, show_progress: bool = True) -> Iterator[Ex
         # tasks already running finish and the queued ones are cancelled before the caller
         # releases its locks, so no task of this run writes after it has ended. Processes
         # 'spawn' to stay clean of the parent's threads (torch's OpenMP pool, Dask's).
-        workers = max(1, spec.workers)
-        pool: ThreadPoolExecutor | ProcessPoolExecutor = (
-            ThreadPoolExecutor(max_workers=workers)
-            if spec.kind == "threads"
-            else ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        )
+        pool = _pool(spec)
         try:
             yield Executor(spec, show_progress, pool=pool)
         finally:

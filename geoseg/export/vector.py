@@ -106,6 +106,12 @@ def _write_frame(
     coordinates) are written without one; the layer ``metadata`` says so.
     """
     multi = bool((frame.geom_type == "MultiPolygon").any())
+    if not new_layer and frame.crs is not None:
+        # The layer already has its CRS. Without one on the batch, pyogrio does not identify it
+        # again (pyproj's to_epsg: 60 ms for an unnamed CRS, more than writing the batch).
+        name = frame.geometry.name
+        plain = gpd.GeoSeries(frame.geometry.to_numpy(), index=frame.index, name=name)
+        frame = gpd.GeoDataFrame(frame.drop(columns=name), geometry=plain)
     with _no_crs_is_intended():
         pyogrio.write_dataframe(
             frame,

@@ -97,13 +97,21 @@ def _describe_band(ref: SourceRef, band: BandRef) -> tuple[Grid, str, tuple[int,
         return grid, ds.dtypes[band.band - 1], (int(block_h), int(block_w))
 
 
-def _read_decimated(band: BandRef, shape: tuple[int, int]) -> NDArray[np.float32]:
-    """One band read at ``shape`` (GDAL's overviews or decimation), as a masked array."""
-    with open_raster(band.path) as ds:
+def _read_decimated(
+    path: Location, indexes: list[int], shape: tuple[int, int]
+) -> NDArray[np.float32]:
+    """Bands ``indexes`` of one file read at ``shape`` (overviews or decimation), masked.
+
+    All of a file's bands are read in one call: a pixel-interleaved file is then decompressed
+    once, not once per band.
+    """
+    with open_raster(path) as ds:
         try:
-            masked: NDArray[np.float32] = ds.read(band.band, out_shape=shape, masked=True)
+            masked: NDArray[np.float32] = ds.read(
+                indexes, out_shape=(len(indexes), *shape), masked=True
+            )
         except RasterioError as exc:
-            raise read_error(band.path, f"reading {band.path} decimated to {shape}", exc) from exc
+            raise read_error(path, f"reading {path} decimated to {shape}", exc) from exc
     return masked
 
 
@@ -212,16 +220,22 @@ class RasterSource:
             max(1, round(self.grid.width / max(scale, 1))),
         )
         out = np.full((self.count, *shape), np.nan, dtype=np.float32)
+        by_file: dict[Location, list[int]] = {}
         for index, band in enumerate(self.ref.bands):
-            masked = retried(band.path, functools.partial(_read_decimated, band, shape))
-            values = (  # float first: an integer array cannot hold NaN
-                np.ma.filled(masked.astype(np.float32), np.nan)
-                if np.ma.isMaskedArray(masked)
-                else masked.astype(np.float32)
-            )
-            if band.nodata is not None:
-                values[values == band.nodata] = np.nan
-            out[index] = values * np.float32(band.scale) + np.float32(band.offset)
+            by_file.setdefault(band.path, []).append(index)
+        for path, members in by_file.items():
+            indexes = [self.ref.bands[i].band for i in members]
+            read = retried(path, functools.partial(_read_decimated, path, indexes, shape))
+            for k, index in enumerate(members):
+                band, masked = self.ref.bands[index], read[k]
+                values = (  # float first: an integer array cannot hold NaN
+                    np.ma.filled(masked.astype(np.float32), np.nan)
+                    if np.ma.isMaskedArray(masked)
+                    else masked.astype(np.float32)
+                )
+                if band.nodata is not None:
+                    values[values == band.nodata] = np.nan
+                out[index] = values * np.float32(band.scale) + np.float32(band.offset)
         return out
 
     def rgb_preview(self, max_size: int = 1200) -> NDArray[np.float32]:
