@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,15 @@ def needs_data(path: Path = NC) -> pytest.MarkDecorator:
         reason=f"real data {path} not found: set {DATA_ENV} to the shared data folder "
         "(default ../shared/data beside the repository); CI always has it",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checksum_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Input checksums are remembered in a temporary folder, never in the user's cache."""
+    folder = tmp_path_factory.mktemp("geoseg-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GEOSEG_CACHE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture

@@ -278,8 +278,6 @@ def test_a_dying_process_pool_worker_names_the_chunks() -> None:
 
     with (
         open_executor(ExecutorSpec("processes", 1), show_progress=False) as ex,
-        pytest.raises(
-            ChunkFailedError, match=r"a worker process died while running item 0"
-        ),
+        pytest.raises(ChunkFailedError, match=r"a worker process died while running item 0"),
     ):
         ex.map(_die, [0], "test", lambda i: f"item {i}")

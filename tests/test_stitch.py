@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import rasterio
 from geoseg.catalog import Catalog
 from geoseg.executor import Executor, ExecutorSpec
 from geoseg.export.raster import validate_cog
+from geoseg.io.raster import read_window
 from geoseg.io.source import RasterSource
 from geoseg.model.bundle import load_meta
 from geoseg.stitch.predict import InferenceSpec, predict_window
@@ -179,6 +181,17 @@ def test_real_scene_two_dask_chunkings_are_bit_identical_to_the_in_memory_pass(
         assert ds.nodata == 0 and ds.colormap(1)[1] == (1, 2, 3, 255)
     assert not list(tmp_path.glob(".*partial*")), "no temporary files left behind"
 
+    # chunks sharing their seam tiles run each tile of the global grid once (one worker; two
+    # may run neighbours side by side, then both run their common tiles), with the same bits
+    tiles_without_sharing = sum(o.tiles_run for o in outcomes)
+    shared = replace(job, parts_dir=tmp_path / "shared", plan=plan)
+    outcomes = predict_chunks(shared, plan.chunks(), Executor(ExecutorSpec("threads", 1), False))
+    assert sum(o.tiles_run for o in outcomes) == reference.tiles_run < tiles_without_sharing
+    assemble_outputs(shared, plan, tmp_path / "c2.tif", tmp_path / "p2.tif", colormap, False)
+    with rasterio.open(tmp_path / "c2.tif") as ds, rasterio.open(tmp_path / "p2.tif") as dp:
+        np.testing.assert_array_equal(ds.read(1), reference.classes)
+        np.testing.assert_array_equal(dp.read(1), reference.confidence)
+
 
 @needs_data()
 def test_the_model_is_loaded_once_per_process_not_per_chunk(
@@ -206,3 +219,30 @@ def test_the_model_is_loaded_once_per_process_not_per_chunk(
     chunks = ChunkPlan(source.grid.shape, (64, 128)).chunks()
     outcomes = predict_chunks(job, chunks, Executor(ExecutorSpec(), False))
     assert len(outcomes) == 20 and len(loads) == 1
+
+
+@needs_data()
+def test_chunk_tasks_prepare_vectorising_and_a_chunk_without_its_file_is_not_finished(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    import functools
+
+    from geoseg.model.predictor import predictor
+    from geoseg.stitch.run import finished_chunks
+    from geoseg.vector.prepared import load_traced
+    from geoseg.vector.vectorise import prepared_path
+
+    source = RasterSource.open(Catalog.load(REPO / "data_catalog.yaml").source("nc-landsat7"))
+    source = source.select(NC_BANDS)
+    meta = load_meta(tiny_bundle)
+    spec = InferenceSpec(TileGrid(64, 16), 4, (60.0,) * 5, (25.0,) * 5, meta.class_codes)
+    factory = functools.partial(predictor, tiny_bundle, "cpu")
+    job = PredictJob(source, factory, spec, tmp_path / "parts", vectors="outlines")
+    chunks = ChunkPlan(source.grid.shape, (160, 256)).chunks()[:2]
+    predict_chunks(job, chunks, Executor(ExecutorSpec(), False))
+    traced = load_traced(prepared_path(job.parts_dir, chunks[0]))
+    assert traced is not None and len(traced.outlines) > 0
+    classes = read_window(job.part_paths(chunks[0])[0], Window(0, 0, *chunks[0].core.shape))
+    assert traced.pixels[1:].sum() == (classes > 0).sum()
+    prepared_path(job.parts_dir, chunks[1]).unlink()
+    assert list(finished_chunks(job, chunks)) == [chunks[0].key]

@@ -15,8 +15,9 @@ from geoseg.executor import Executor, ExecutorSpec
 from geoseg.tiling.grid import ChunkPlan
 from geoseg.types import Grid
 from geoseg.vector.components import chunk_components
+from geoseg.vector.prepared import load_components, load_traced, prepare_chunk, save_prepared
 from geoseg.vector.regions import build_regions
-from geoseg.vector.vectorise import VectoriseJob, VectorSettings, vectorise
+from geoseg.vector.vectorise import VectoriseJob, VectorSettings, prepared_path, vectorise
 from tests import oracles
 
 SERIAL = Executor(ExecutorSpec("threads", 1), show_progress=False)
@@ -315,3 +316,75 @@ def test_geographic_crs_areas_are_geodesic_metres(tmp_path: Path) -> None:
     assert len(layer) == 1
     assert layer.area_m2.iloc[0] == pytest.approx(1113.2**2, rel=0.01)
     assert VectorSettings(min_area_m2=111.32**2 * 4).min_pixels(grid) in (4, 5)
+
+
+def prepare_all(
+    folder: Path, classes: np.ndarray, confidence: np.ndarray, plan: ChunkPlan, outlines: bool
+) -> None:
+    """What predict's chunk tasks leave for vectorising, for every chunk of ``plan``."""
+    folder.mkdir(exist_ok=True)
+    for chunk in plan.chunks():
+        part = chunk.core.slices
+        prepared = prepare_chunk(classes[part], confidence[part], chunk, classes.shape[1], outlines)
+        save_prepared(prepared, prepared_path(folder, chunk))
+
+
+@pytest.mark.parametrize(
+    ("min_area_m2", "simplify_m", "outlines"),
+    [(0.0, 0.0, True), (0.0, 15.0, True), (400.0, 0.0, False), (0.0, 0.0, False)],
+)
+def test_prepared_chunks_give_the_layer_vectorising_the_pixels_gives(
+    tmp_path: Path, min_area_m2: float, simplify_m: float, outlines: bool
+) -> None:
+    # Chunks of 13 x 29 px cut the blobs so that regions leave a chunk and come back into it
+    # (pieces of several polygons) and cross several seams.
+    classes = blobby((90, 110), seed=5)
+    confidence = np.random.default_rng(5).random(classes.shape).astype(np.float32)
+    confidence[classes == 0] = np.nan
+    path, grid = write_classmap(tmp_path, classes)
+    conf_path = tmp_path / "confidence.tif"
+    with rasterio.open(
+        conf_path, "w", driver="GTiff", height=90, width=110, count=1, dtype="float32",
+        crs=grid.crs, transform=TRANSFORM, nodata=float("nan"),
+    ) as dst:  # fmt: skip
+        dst.write(confidence, 1)
+    plan = ChunkPlan(classes.shape, (13, 29))
+    settings = VectorSettings(min_area_m2=min_area_m2, simplify_m=simplify_m)
+    prepare_all(tmp_path / "parts", classes, confidence, plan, outlines)
+    # the class map is not read when outlines are prepared: a missing file proves it
+    classes_path = tmp_path / "gone.tif" if outlines else path
+
+    def layer(prepared: Path | None, source: Path) -> pd.DataFrame:
+        job = VectoriseJob(source, conf_path, grid, plan, settings, prepared)
+        frame = pd.concat(list(vectorise(job, {1: "a"}, TWO_THREADS)))
+        return frame.sort_values("region_id").reset_index(drop=True)
+
+    expected, got = layer(None, path), layer(tmp_path / "parts", classes_path)
+    assert len(got) == len(expected) > 50
+    columns = [c for c in expected.columns if c != "geometry"]
+    pd.testing.assert_frame_equal(got[columns], expected[columns], rtol=1e-12)
+    same = shapely.equals_exact(
+        shapely.normalize(got.geometry.values), shapely.normalize(expected.geometry.values), 0
+    )
+    assert same.all(), f"{(~same).sum()} polygons differ"
+
+
+def test_prepared_files_round_trip_exactly(tmp_path: Path) -> None:
+    classes = blobby((40, 50), seed=6)
+    confidence = np.full(classes.shape, 0.25, dtype=np.float32)
+    chunk = ChunkPlan(classes.shape, (40, 50)).chunks()[0]
+    prepared = prepare_chunk(classes, confidence, chunk, 50, outlines=True)
+    save_prepared(prepared, tmp_path / "c.npz")
+    components = chunk_components(classes, chunk, 50)
+    loaded = load_components(tmp_path / "c.npz", chunk)
+    for field in ("classes", "counts", "anchors", "pairs", "top", "bottom", "left", "right"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(components, field))
+    traced = load_traced(tmp_path / "c.npz")
+    assert traced is not None and prepared.outlines is not None
+    np.testing.assert_array_equal(traced.outlines.coords, prepared.outlines.coords)
+    assert traced.outlines.coords.dtype == np.float64
+    np.testing.assert_array_equal(traced.pixels, components.counts)
+    assert traced.confidence_sums[1:].sum() == pytest.approx(0.25 * (classes > 0).sum())
+    untraced = prepare_chunk(classes, confidence, chunk, 50, outlines=False)
+    save_prepared(untraced, tmp_path / "u.npz")
+    assert load_traced(tmp_path / "u.npz") is None

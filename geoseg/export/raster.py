@@ -1,9 +1,10 @@
 """Raster outputs: per-chunk part files and their assembly into a Cloud-Optimised GeoTIFF.
 
-Chunk tasks write small GeoTIFF parts (atomically); :func:`assemble_cog` streams them, window by
-window, into a tiled staging GeoTIFF and converts that with rio-cogeo. Memory stays at one chunk;
-BigTIFF is decided explicitly from the uncompressed size. :func:`write_cog` writes a small
-in-memory array (a field photo's class map) as a COG directly.
+Chunk tasks write small GeoTIFF parts (atomically); :func:`assemble_cog` streams them, block by
+block, into a tiled staging GeoTIFF, builds its overviews and copies it into a COG (rio-cogeo's
+recipe and bytes). Memory stays at one chunk; BigTIFF is decided explicitly from the uncompressed
+size. :func:`write_cog` writes a small in-memory array (a field photo's class map) as a COG
+directly.
 
 Grids in pixel coordinates (no CRS) are written without CRS or geotransform, never with an
 invented one; their ``tags`` say so.
@@ -11,7 +12,6 @@ invented one; their ``tags`` say so.
 
 from __future__ import annotations
 
-import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +21,10 @@ from typing import Any, Literal
 import numpy as np
 import rasterio
 from numpy.typing import NDArray
-from rio_cogeo.cogeo import cog_translate, cog_validate
+from rasterio.enums import ColorInterp
+from rasterio.enums import Resampling as ResamplingMethod
+from rasterio.shutil import copy as gdal_copy
+from rio_cogeo.cogeo import cog_validate
 from rio_cogeo.profiles import cog_profiles
 
 from geoseg.export.atomic import atomic_path, temporary_sibling
@@ -61,6 +64,14 @@ class ConfidenceStorage:
             return confidence
         steps = np.rint(np.nan_to_num(confidence, nan=0.0) * CONFIDENCE_STEPS)
         return np.where(np.isnan(confidence), 255, steps).astype(np.uint8)
+
+    def decode(self, stored: NDArray[Any]) -> NDArray[np.float32]:
+        """The probabilities a reader gets back from ``stored`` (as ``io.raster.read_values``)."""
+        if self.dtype == "float32":
+            return np.asarray(stored, dtype=np.float32)
+        values = stored.astype(np.float32) * np.float32(1 / CONFIDENCE_STEPS) + np.float32(0)
+        values[stored == 255] = np.nan
+        return values
 
 
 #: uint8 confidence: the number of steps between 0 and 1.
@@ -169,8 +180,8 @@ def assemble_cog(
 ) -> None:
     """Stream ``parts`` into a COG at ``path`` (written under a temporary name, then renamed).
 
-    The parts are mosaicked through a VRT and converted by rio-cogeo in one pass, compressing
-    with all cores (GDAL's multi-threaded DEFLATE).
+    The parts are mosaicked through a VRT and converted in one pass (:func:`_translate`),
+    compressing with all cores (GDAL's multi-threaded DEFLATE).
     """
     bigtiff = bigtiff_flag(grid, dtype)
     with (
@@ -178,6 +189,7 @@ def assemble_cog(
         rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS"),
     ):
         vrt = temporary_sibling(path.with_suffix(".vrt"), "mosaic")
+        staging = temporary_sibling(path, "staging")
         try:
             vrt.write_text(
                 mosaic_vrt(parts, grid, dtype, nodata, description, tags, scale),
@@ -187,23 +199,59 @@ def assemble_cog(
             cog_profile.update(BIGTIFF=bigtiff, NUM_THREADS="ALL_CPUS")
             if dtype == "float32":
                 cog_profile["predictor"] = 3
-            with warnings.catch_warnings():
-                # rio-cogeo announces the palette it sets, and uses Affine '*' internally.
-                warnings.filterwarnings("ignore", "Dataset color interpretation", UserWarning)
-                warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
-                cog_translate(
-                    vrt,
-                    tmp,
-                    cog_profile,
-                    nodata=nodata,
-                    overview_resampling=overview_resampling,
-                    colormap=dict(colormap) if colormap else None,
-                    forward_band_tags=True,
-                    in_memory=False,
-                    quiet=True,
-                )
+            _translate(vrt, staging, tmp, cog_profile, overview_resampling, colormap)
         finally:
             vrt.unlink(missing_ok=True)
+            staging.unlink(missing_ok=True)
+
+
+def _translate(
+    mosaic: Path,
+    staging: Path,
+    target: Path,
+    profile: Mapping[str, Any],
+    resampling: Resampling,
+    colormap: Mapping[int, tuple[int, int, int, int]] | None,
+) -> None:
+    """Convert the single-band ``mosaic`` into the COG ``target``, by way of ``staging``.
+
+    rio-cogeo's ``cog_translate`` recipe, step for step and byte for byte: the mosaic is copied
+    block by block into an uncompressed tiled GeoTIFF, its overviews are built, its band and
+    dataset tags set, and GDAL copies it with its overviews under ``profile``. One step moves: a
+    class map's colour table is attached after the overviews, not before. GDAL builds each level
+    from the level above, and the levels of a GeoTIFF still being created read as palette bands
+    without the table, so every level after the first warned "Computing overviews on palette
+    index raster bands without a palette will probably lead to unexpected results". Values do
+    not change: ``mode`` on a byte band counts values and never consults the palette.
+    """
+    with rasterio.open(mosaic) as src:
+        meta = {**src.meta, **profile, "count": 1}
+        meta.pop("compress", None)  # the staging copy is uncompressed; the COG is compressed
+        block = min(int(profile["blockxsize"]), int(profile["blockysize"]))
+        with rasterio.open(staging, "w", **meta) as dst:
+            dst.colorinterp = [ColorInterp.gray]
+            for _, window in dst.block_windows(1):
+                dst.write(src.read(1, window=window), 1, window=window)
+            dst.build_overviews(
+                _overview_factors(src.width, src.height, block), ResamplingMethod[resampling]
+            )
+            if colormap:
+                dst.colorinterp = [ColorInterp.palette]
+                dst.write_colormap(1, dict(colormap))
+            dst.set_band_description(1, src.descriptions[0])
+            dst.update_tags(1, **src.tags(1))
+            dst.update_tags(**src.tags(), OVERVIEW_RESAMPLING=resampling.upper())
+            dst.scales = src.scales
+            dst.offsets = src.offsets
+            gdal_copy(dst, target, copy_src_overviews=True, **profile)
+
+
+def _overview_factors(width: int, height: int, block: int) -> list[int]:
+    """Decimation factors 2, 4, 8, ... until the smallest overview fits in one ``block``."""
+    factors: list[int] = []
+    while min(width, height) // 2 ** len(factors) > block:
+        factors.append(2 ** (len(factors) + 1))
+    return factors
 
 
 def write_cog(

@@ -18,7 +18,6 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -80,15 +79,11 @@ def members(path: Path) -> list[Path]:
 BATCH = 20_000
 
 
-@contextmanager
-def _no_crs_is_intended() -> Iterator[None]:
-    """Silence the warning about a missing CRS: layers in pixel coordinates have none.
-
-    (``warnings.catch_warnings`` is not thread-safe: writers run on the main thread.)
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
-        yield
+# Layers in pixel coordinates have no CRS on purpose, and batches appended to a layer carry none
+# (the layer has it): pyogrio's warning about a missing CRS is noise here. A filter set once,
+# not ``warnings.catch_warnings`` around each write, which is not thread-safe and COGs are
+# written on another thread meanwhile.
+warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
 
 
 def _write_frame(
@@ -112,18 +107,17 @@ def _write_frame(
         name = frame.geometry.name
         plain = gpd.GeoSeries(frame.geometry.to_numpy(), index=frame.index, name=name)
         frame = gpd.GeoDataFrame(frame.drop(columns=name), geometry=plain)
-    with _no_crs_is_intended():
-        pyogrio.write_dataframe(
-            frame,
-            path,
-            layer=layer,
-            driver="GPKG",
-            append=not new_file,
-            promote_to_multi=multi,
-            geometry_type=("MultiPolygon" if multi else "Polygon") if new_layer else None,
-            layer_metadata=dict(metadata) if new_layer and metadata else None,
-            dataset_options=GPKG_OPTIONS if new_file else None,
-        )
+    pyogrio.write_dataframe(
+        frame,
+        path,
+        layer=layer,
+        driver="GPKG",
+        append=not new_file,
+        promote_to_multi=multi,
+        geometry_type=("MultiPolygon" if multi else "Polygon") if new_layer else None,
+        layer_metadata=dict(metadata) if new_layer and metadata else None,
+        dataset_options=GPKG_OPTIONS if new_file else None,
+    )
 
 
 def write_gpkg(
@@ -194,16 +188,15 @@ def _stream(source: Path, layer: str, path: Path, driver: str, rename: bool) -> 
             reader = pa.RecordBatchReader.from_batches(
                 renamed, (b.rename_columns(names) for b in reader)
             )
-        with _no_crs_is_intended():
-            pyogrio.write_arrow(
-                reader,
-                path,
-                driver=driver,
-                geometry_name=meta["geometry_name"] or "geometry",
-                geometry_type=meta["geometry_type"],
-                crs=meta["crs"],
-                layer=layer if driver == "FlatGeobuf" else None,
-            )
+        pyogrio.write_arrow(
+            reader,
+            path,
+            driver=driver,
+            geometry_name=meta["geometry_name"] or "geometry",
+            geometry_type=meta["geometry_type"],
+            crs=meta["crs"],
+            layer=layer if driver == "FlatGeobuf" else None,
+        )
 
 
 def convert(source: Path, layer: str, path: Path, fmt: VectorFormat, overwrite: bool) -> None:

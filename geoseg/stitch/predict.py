@@ -8,7 +8,7 @@ window the pixel was computed in (docs/DESIGN.md §3).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geoseg.stitch.augment import Augment, predict_views
+from geoseg.stitch.seams import Sharing
 from geoseg.tiling.grid import TileGrid, halo_window
 from geoseg.types import Window
 
@@ -47,12 +48,17 @@ class InferenceSpec:
         if len(self.mean) != len(self.std):
             raise ValueError("mean and std need one value per band")
 
-    def normalise(self, data: NDArray[np.float32]) -> NDArray[np.float32]:
-        """``(x - mean) / std`` per band; nodata (NaN) becomes 0."""
+    def normalise(self, data: NDArray[np.float32], in_place: bool = False) -> NDArray[np.float32]:
+        """``(x - mean) / std`` per band; nodata (NaN) becomes 0.
+
+        ``in_place`` overwrites a float32 ``data`` (a chunk's halo: one copy fewer in memory).
+        """
         mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
         std = np.asarray(self.std, dtype=np.float32)[:, None, None]
-        out = (data - mean) / std
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+        out = np.subtract(data, mean, out=data if in_place else None)
+        np.divide(out, std, out=out)
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return out.astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +87,21 @@ def run_batches(
     origin: Window,
     model: TileModel,
     spec: InferenceSpec,
-) -> list[tuple[Window, NDArray[np.float32]]]:
-    """Probabilities of each tile, cut from ``image`` (which starts at ``origin``).
+) -> Iterator[tuple[Window, NDArray[np.float32]]]:
+    """Probabilities of each tile, cut from ``image`` (which starts at ``origin``), in order.
 
     Every forward pass has exactly ``spec.batch_size`` tiles (the last batch is zero-padded), so a
-    tile's result does not depend on which other tiles share its batch.
+    tile's result does not depend on which other tiles share its batch. Batches are computed as
+    the results are consumed, so only one batch of probabilities is held at a time.
     """
     size = spec.tiling.size
-    out: list[tuple[Window, NDArray[np.float32]]] = []
     for group in batched(tiles, spec.batch_size):
         batch = np.zeros((spec.batch_size, image.shape[0], size, size), dtype=np.float32)
         for slot, tile in enumerate(group):
             rows, cols = tile.relative_to(origin).slices
             batch[slot] = image[:, rows, cols]
         probs = predict_views(model.predict_tiles, batch, spec.augment)
-        out.extend(zip(group, probs[: len(group)], strict=True))
-    return out
+        yield from zip(group, probs[: len(group)], strict=True)
 
 
 def finish(
@@ -105,8 +110,11 @@ def finish(
     valid: NDArray[np.bool_],
     codes: tuple[int, ...],
 ) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
-    """Blended probabilities -> (class codes, confidence); invalid pixels become nodata."""
-    probs = acc / np.where(weight > 0, weight, np.float32(1))
+    """Blended probabilities -> (class codes, confidence); invalid pixels become nodata.
+
+    ``acc`` is divided by ``weight`` in place (the caller has no further use for it).
+    """
+    probs = np.divide(acc, np.where(weight > 0, weight, np.float32(1)), out=acc)  # acc is spent
     index = np.argmax(probs, axis=0)
     confidence = np.take_along_axis(probs, index[None], axis=0)[0]
     classes = np.asarray(codes, dtype=np.uint8)[index]
@@ -121,29 +129,42 @@ def predict_window(
     read: ReadFn,
     model: TileModel,
     spec: InferenceSpec,
+    sharing: Sharing | None = None,
 ) -> WindowPrediction:
-    """Predict the pixels of ``core`` in an image of ``shape`` (rows, cols)."""
+    """Predict the pixels of ``core`` in an image of ``shape`` (rows, cols).
+
+    With ``sharing``, tiles a neighbouring chunk already ran are taken from it, and tiles this
+    chunk runs on a seam are left for the neighbours (:mod:`geoseg.stitch.seams`).
+    """
     clock = time.perf_counter()
     tiles = spec.tiling.tiles_overlapping(core, shape)
     halo = halo_window(tiles)
     data = read(halo)
     valid_halo = valid_mask(data)
     valid = valid_halo[core.relative_to(halo).slices]
-    seconds = {"read": time.perf_counter() - clock}
+    seconds = {"read": time.perf_counter() - clock, "infer": 0.0}
     classes = np.zeros(core.shape, dtype=np.uint8)
     confidence = np.full(core.shape, np.nan, dtype=np.float32)
     if not valid.any():
         return WindowPrediction(classes, confidence, 0, seconds)
+    clock = time.perf_counter()
     live = [t for t in tiles if valid_halo[t.relative_to(halo).slices].any()]
-    image = spec.normalise(data)
-    clock = time.perf_counter()
-    results = run_batches(live, image, halo, model, spec)
-    seconds["infer"] = time.perf_counter() - clock
-    clock = time.perf_counter()
+    taken: dict[Window, NDArray[np.float32]] = {}
+    if sharing is not None:
+        taken = {t: p for t in live if (p := sharing.take(t)) is not None}
+    to_run = [t for t in live if t not in taken]
+    computed = run_batches(to_run, spec.normalise(data, in_place=True), halo, model, spec)
     taper = spec.tiling.taper()
     acc = np.zeros((len(spec.codes), *core.shape), dtype=np.float32)
     weight = np.zeros(core.shape, dtype=np.float32)
-    for tile, probs in results:
+    for tile in live:  # blended in global tile order, whichever chunk ran the tile
+        probs = taken.get(tile)
+        if probs is None:
+            start = time.perf_counter()
+            _, probs = next(computed)
+            seconds["infer"] += time.perf_counter() - start
+            if sharing is not None:
+                sharing.offer(tile, probs)
         part = tile.intersection(core)
         if part is None:
             continue
@@ -152,5 +173,5 @@ def predict_window(
         acc[(slice(None), *in_core)] += probs[(slice(None), *in_tile)] * w
         weight[in_core] += w
     classes, confidence = finish(acc, weight, valid, spec.codes)
-    seconds["blend"] = time.perf_counter() - clock
-    return WindowPrediction(classes, confidence, len(live), seconds)
+    seconds["blend"] = time.perf_counter() - clock - seconds["infer"]
+    return WindowPrediction(classes, confidence, len(to_run), seconds)

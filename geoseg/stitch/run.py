@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import dask.array as da
 import numpy as np
@@ -24,7 +25,10 @@ from geoseg.export.atomic import atomic_path
 from geoseg.export.raster import ConfidenceStorage, assemble_cog, write_part
 from geoseg.io.source import RasterSource
 from geoseg.stitch.predict import InferenceSpec, TileModel, WindowPrediction, predict_window
+from geoseg.stitch.seams import Sharing, release_shared_tiles, seam_order, shared_tiles
 from geoseg.tiling.grid import Chunk, ChunkPlan
+from geoseg.vector.prepared import prepare_chunk, save_prepared
+from geoseg.vector.vectorise import prepared_path
 
 ModelFactory = Callable[[], TileModel]
 
@@ -41,6 +45,18 @@ class PredictJob:
     spec: InferenceSpec
     parts_dir: Path
     confidence: ConfidenceStorage = field(default_factory=ConfidenceStorage)
+    # What the chunk tasks prepare for vectorising (geoseg.vector.prepared): nothing, the
+    # components, or the components and their outlines (when regions are components).
+    vectors: Literal["none", "components", "outlines"] = "none"
+    # The run's chunk plan: with it, chunk tasks share the tiles on their seams
+    # (geoseg.stitch.seams) instead of each running them.
+    plan: ChunkPlan | None = None
+
+    def sharing(self) -> Sharing | None:
+        """The process's access to the run's shared seam tiles, when the job has a plan."""
+        if self.plan is None:
+            return None
+        return Sharing(shared_tiles(str(self.parts_dir)), self.plan)
 
     def part_paths(self, chunk: Chunk) -> tuple[Path, Path]:
         """Class-map and confidence part files of ``chunk``."""
@@ -48,6 +64,11 @@ class PredictJob:
             self.parts_dir / f"classes-{chunk.key}.tif",
             self.parts_dir / f"confidence-{chunk.key}.tif",
         )
+
+    def files(self, chunk: Chunk) -> list[Path]:
+        """Every file a finished chunk has besides its record."""
+        prepared = [prepared_path(self.parts_dir, chunk)] if self.vectors != "none" else []
+        return [*self.part_paths(chunk), *prepared]
 
     def record_path(self, chunk: Chunk) -> Path:
         """The chunk's outcome record, written last: its presence marks the chunk finished."""
@@ -77,7 +98,9 @@ class ChunkOutcome:
 
 def predict_source_window(job: PredictJob, chunk: Chunk) -> WindowPrediction:
     """Predict one chunk's core window."""
-    return predict_window(chunk.core, job.source.grid.shape, job.source.read, job.model(), job.spec)
+    return predict_window(
+        chunk.core, job.source.grid.shape, job.source.read, job.model(), job.spec, job.sharing()
+    )
 
 
 def predict_chunk(job: PredictJob, chunk: Chunk) -> ChunkOutcome:
@@ -90,8 +113,17 @@ def predict_chunk(job: PredictJob, chunk: Chunk) -> ChunkOutcome:
     write_part(class_path, prediction.classes, grid, chunk.core, CLASS_NODATA)
     stored = job.confidence.encode(prediction.confidence)
     write_part(confidence_path, stored, grid, chunk.core, job.confidence.nodata)
-    codes, counts = np.unique(prediction.classes, return_counts=True)
     seconds = {**prediction.seconds, "write": time.perf_counter() - clock}
+    if job.vectors != "none":
+        clock = time.perf_counter()
+        values = job.confidence.decode(stored)  # as the confidence raster is read back
+        prepared = prepare_chunk(
+            prediction.classes, values, chunk, grid.width, job.vectors == "outlines"
+        )
+        with atomic_path(prepared_path(job.parts_dir, chunk), overwrite=True) as tmp:
+            save_prepared(prepared, tmp)
+        seconds["vectors"] = time.perf_counter() - clock
+    codes, counts = np.unique(prediction.classes, return_counts=True)
     seconds["total"] = time.perf_counter() - start
     outcome = ChunkOutcome(
         chunk.key,
@@ -109,7 +141,7 @@ def finished_chunks(job: PredictJob, chunks: Sequence[Chunk]) -> dict[str, Chunk
     done = {}
     for chunk in chunks:
         record = job.record_path(chunk)
-        if record.exists() and all(p.exists() for p in job.part_paths(chunk)):
+        if record.exists() and all(p.exists() for p in job.files(chunk)):
             done[chunk.key] = ChunkOutcome.from_json(record.read_text(encoding="utf-8"))
     return done
 
@@ -117,12 +149,15 @@ def finished_chunks(job: PredictJob, chunks: Sequence[Chunk]) -> dict[str, Chunk
 def predict_chunks(job: PredictJob, chunks: Sequence[Chunk], ex: Executor) -> list[ChunkOutcome]:
     """Predict ``chunks`` on ``ex``; parts and records land in ``job.parts_dir``."""
     job.parts_dir.mkdir(parents=True, exist_ok=True)
-    return ex.map(
-        functools.partial(predict_chunk, job),
-        chunks,
-        "predict chunks",
-        Chunk.describe,
-    )
+    try:
+        return ex.map(
+            functools.partial(predict_chunk, job),
+            seam_order(chunks) if job.plan is not None else chunks,
+            "predict chunks",
+            Chunk.describe,
+        )
+    finally:
+        release_shared_tiles()
 
 
 def assemble_outputs(

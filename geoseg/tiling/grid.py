@@ -130,6 +130,17 @@ class ChunkPlan:
         """Number of chunks along rows and columns."""
         return (len(self.row_chunks), len(self.col_chunks))
 
+    def cores_overlapping(self, window: Window) -> int:
+        """How many chunk cores ``window`` overlaps (0 when it lies outside the image)."""
+        counts = []
+        for begin, end, length, size in (
+            (window.row, window.row_end, self.shape[0], self.chunk_shape[0]),
+            (window.col, window.col_end, self.shape[1], self.chunk_shape[1]),
+        ):
+            begin, end = max(begin, 0), min(end, length)
+            counts.append(0 if end <= begin else (end - 1) // size - begin // size + 1)
+        return counts[0] * counts[1]
+
     def chunks(self) -> list[Chunk]:
         """Every chunk, row-major."""
         out = []

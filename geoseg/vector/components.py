@@ -81,7 +81,13 @@ class ChunkComponents:
 
 def chunk_components(classes: NDArray[np.uint8], chunk: Chunk, width: int) -> ChunkComponents:
     """Summarise the components of ``classes``, the class map inside ``chunk`` (image ``width``)."""
-    labels, label_class = label_classes(classes)
+    return components_of(*label_classes(classes), chunk, width)
+
+
+def components_of(
+    labels: NDArray[np.int32], label_class: NDArray[np.uint8], chunk: Chunk, width: int
+) -> ChunkComponents:
+    """Summarise a chunk's labelled components (:func:`label_classes` of its class map)."""
     n = len(label_class)
     counts = np.bincount(labels.ravel(), minlength=n).astype(np.int64)
     first = first_pixels(labels, n)

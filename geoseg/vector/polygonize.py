@@ -56,34 +56,72 @@ def to_map(geometry: Any, transform: Affine) -> Any:
     )
 
 
-def trace(regions: NDArray[np.int32], offset: Affine) -> tuple[NDArray[np.int64], NDArray[Any]]:
-    """Region ids and polygons traced by GDAL (4-connected), built in bulk.
+@dataclass(frozen=True, slots=True)
+class Outlines:
+    """Polygons traced by GDAL as ragged arrays: one value per polygon, rings of integer corners.
 
-    Coordinates are collected into one array and turned into shapely polygons in a single
-    ``from_ragged_array`` call: building geometries one GeoJSON dict at a time costs several
-    times more than GDAL's tracing itself.
+    Cheap to store and to pickle (four arrays), and turned into shapely polygons in one call.
+    """
+
+    values: NDArray[np.int64]
+    coords: NDArray[np.float64]
+    ring_offsets: NDArray[np.int64]
+    polygon_offsets: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def polygons(self) -> NDArray[Any]:
+        """Shapely polygons, built in bulk (``from_ragged_array``)."""
+        if not len(self.values):
+            return np.zeros(0, dtype=object)
+        return np.asarray(
+            shapely.from_ragged_array(
+                shapely.GeometryType.POLYGON,
+                self.coords,
+                (self.ring_offsets, self.polygon_offsets),
+            )
+        )
+
+
+def trace_outlines(image: NDArray[np.int32], offset: Affine) -> Outlines:
+    """Outlines of the 4-connected areas of equal non-zero value in ``image``, traced by GDAL.
+
+    Coordinates are collected into one array: building geometries one GeoJSON dict at a time
+    costs several times more than GDAL's tracing itself.
     """
     coords: list[tuple[float, float]] = []
     ring_ends: list[int] = []
     rings_per_polygon: list[int] = []
     values: list[int] = []
-    for geojson, value in shapes(regions, mask=regions > 0, connectivity=4, transform=offset):
+    for geojson, value in shapes(image, mask=image > 0, connectivity=4, transform=offset):
         rings = geojson["coordinates"]
         for ring in rings:
             coords.extend(ring)
             ring_ends.append(len(coords))
         rings_per_polygon.append(len(rings))
         values.append(int(value))
-    if not values:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
-    ring_offsets = np.concatenate([[0], ring_ends]).astype(np.int64)
-    polygon_offsets = np.concatenate([[0], np.cumsum(rings_per_polygon)]).astype(np.int64)
-    polygons = shapely.from_ragged_array(
-        shapely.GeometryType.POLYGON,
-        np.asarray(coords, dtype=np.float64),
-        (ring_offsets, polygon_offsets),
+    return Outlines(
+        np.asarray(values, dtype=np.int64),
+        np.asarray(coords, dtype=np.float64).reshape(-1, 2),
+        np.concatenate([[0], ring_ends]).astype(np.int64),
+        np.concatenate([[0], np.cumsum(rings_per_polygon)]).astype(np.int64),
     )
-    return np.asarray(values, dtype=np.int64), polygons
+
+
+def trace(regions: NDArray[np.int32], offset: Affine) -> tuple[NDArray[np.int64], NDArray[Any]]:
+    """Values and shapely polygons of the areas of ``regions`` (see :func:`trace_outlines`)."""
+    outlines = trace_outlines(regions, offset)
+    return outlines.values, outlines.polygons()
+
+
+def trace_offset(chunk: Chunk) -> Affine:
+    """The transform tracing a chunk's array in whole-image pixels shifted by ``TRACE_ORIGIN``.
+
+    The top-left chunk's transform is then not the identity (rasterio warns about identity
+    transforms, and silencing warnings is not thread-safe). Integer coordinates stay exact.
+    """
+    return Affine.translation(chunk.core.col + TRACE_ORIGIN, chunk.core.row + TRACE_ORIGIN)
 
 
 def traced_to_map(transform: Affine) -> Affine:
@@ -101,14 +139,29 @@ def chunk_pieces(
 
     ``simplify_tolerance`` is in pixels.
     """
-    core = chunk.core
-    # Traced in whole-image pixel coordinates shifted by TRACE_ORIGIN, so that the top-left
-    # chunk's transform is not the identity (rasterio warns about identity transforms, and
-    # silencing warnings is not thread-safe). Integer coordinates stay exact.
-    offset = Affine.translation(core.col + TRACE_ORIGIN, core.row + TRACE_ORIGIN)
-    values, polygons = trace(regions, offset)
+    values, polygons = trace(regions, trace_offset(chunk))
     if len(values) == 0:
         return []
+    flat = regions.ravel()
+    size = int(values.max()) + 1
+    weights = np.nan_to_num(confidence.ravel())
+    sums = np.asarray(np.bincount(flat, weights=weights, minlength=size), dtype=np.float64)
+    pixels = np.bincount(flat, minlength=size).astype(np.int64)
+    return group_pieces(values, polygons, sums, pixels, simplify_tolerance)
+
+
+def group_pieces(
+    values: NDArray[np.int64],
+    polygons: NDArray[Any],
+    sums: NDArray[np.float64],
+    pixels: NDArray[np.int64],
+    simplify_tolerance: float = 0.0,
+) -> list[Piece]:
+    """One piece per region: its polygons (region ``values``), confidence sum and pixel count.
+
+    ``sums`` and ``pixels`` are indexed by region id; a region's polygons keep their traced
+    order and become a MultiPolygon when there are several.
+    """
     if simplify_tolerance > 0:
         # A vertex at every pixel corner: neighbours then share identical vertices along their
         # common edges, which coverage simplification requires (a valid coverage).
@@ -120,10 +173,6 @@ def chunk_pieces(
         int(rid): group[0] if len(group) == 1 else shapely.multipolygons(group)
         for rid, group in zip(ids, groups, strict=True)
     }
-    flat = regions.ravel()
-    size = int(ids.max()) + 1
-    sums = np.bincount(flat, weights=np.nan_to_num(confidence.ravel()), minlength=size)
-    pixels = np.bincount(flat, minlength=size)
     if simplify_tolerance > 0:
         geoms = simplify_coverage(geoms, simplify_tolerance)
     return [Piece(int(rid), geoms[int(rid)], float(sums[rid]), int(pixels[rid])) for rid in ids]

@@ -27,10 +27,12 @@ from geoseg.vector.polygonize import (
     Piece,
     SeamMerger,
     chunk_pieces,
+    group_pieces,
     region_image,
     to_map,
     traced_to_map,
 )
+from geoseg.vector.prepared import load_components, load_traced
 from geoseg.vector.regions import RegionTable, build_regions
 
 COLUMNS = [
@@ -71,22 +73,54 @@ class VectorSettings:
 
 @dataclass(frozen=True, slots=True)
 class VectoriseJob:
-    """Everything the chunk tasks need (picklable: paths, grid, plan, settings)."""
+    """Everything the chunk tasks need (picklable: paths, grid, plan, settings).
+
+    ``prepared``: the folder where predict's chunk tasks left each chunk's components (and
+    outlines) for this plan (:mod:`geoseg.vector.prepared`); None to compute them here.
+    """
 
     classes: Path
     confidence: Path | None
     grid: Grid
     plan: ChunkPlan
     settings: VectorSettings
+    prepared: Path | None = None
+
+    def prepared_path(self, chunk: Chunk) -> Path | None:
+        """Where ``chunk``'s prepared file is, when the job has them."""
+        return None if self.prepared is None else prepared_path(self.prepared, chunk)
+
+
+def prepared_path(folder: Path, chunk: Chunk) -> Path:
+    """The prepared file of ``chunk`` in ``folder``."""
+    return folder / f"vectors-{chunk.key}.npz"
 
 
 def components_task(job: VectoriseJob, chunk: Chunk) -> ChunkComponents:
-    """Pass 1 for one chunk."""
+    """Pass 1 for one chunk (read back from its prepared file when there is one)."""
+    prepared = job.prepared_path(chunk)
+    if prepared is not None:
+        return load_components(prepared, chunk)
     return chunk_components(read_window(job.classes, chunk.core), chunk, job.grid.width)
 
 
 def pieces_task(job: VectoriseJob, chunk: Chunk, local_to_region: np.ndarray) -> list[Piece]:
-    """Pass 2 for one chunk."""
+    """Pass 2 for one chunk: from its traced outlines when prepared, else from its pixels."""
+    prepared = job.prepared_path(chunk)
+    traced = load_traced(prepared) if prepared is not None else None
+    if traced is not None:
+        if not len(traced.outlines):
+            return []
+        size = int(local_to_region.max()) + 1
+        sums = np.bincount(local_to_region, weights=traced.confidence_sums, minlength=size)
+        pixels = np.bincount(local_to_region, weights=traced.pixels, minlength=size)
+        return group_pieces(
+            local_to_region[traced.outlines.values],
+            traced.outlines.polygons(),
+            np.asarray(sums, dtype=np.float64),
+            pixels.astype(np.int64),
+            job.settings.tolerance_px(job.grid),
+        )
     classes = read_window(job.classes, chunk.core)
     regions = region_image(classes, local_to_region)
     confidence = (

@@ -25,6 +25,7 @@ from geoseg.io.remote import remote_stat
 from geoseg.model.bundle import file_sha256
 from geoseg.types import Grid, Location, is_remote
 from geoseg.versions import library_versions
+from geoseg.workflow.checksums import remembered
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,9 @@ _EDGE = 16 * 1024**2
 def input_checksum(path: Location) -> FileRecord:
     """Path, size and a checksum (``sha256`` whole, or ``quick`` for files over 1 GiB).
 
-    A remote object is never read: one HTTP HEAD gives its size, ETag and Last-Modified.
+    A local file's checksum is remembered between runs (:mod:`geoseg.workflow.checksums`): an
+    unchanged file is not read again. A remote object is never read: one HTTP HEAD gives its
+    size, ETag and Last-Modified.
     """
     if is_remote(path):
         stat = remote_stat(path)
@@ -264,13 +267,21 @@ def input_checksum(path: Location) -> FileRecord:
         return FileRecord(path=path.url, bytes=size, etag=stat.etag, modified=stat.modified)
     size = path.stat().st_size
     if size <= FULL_HASH_LIMIT:
-        return FileRecord(path=str(path), bytes=size, sha256=file_sha256(path))
-    digest = hashlib.sha256(f"{size}:{path.stat().st_mtime_ns}".encode())
+        return FileRecord(
+            path=str(path), bytes=size, sha256=remembered(path, "sha256", file_sha256)
+        )
+    return FileRecord(path=str(path), bytes=size, quick=remembered(path, "quick", _quick_checksum))
+
+
+def _quick_checksum(path: Path) -> str:
+    """SHA-256 of a large file's size, mtime and first and last 16 MiB."""
+    stat = path.stat()
+    digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
     with path.open("rb") as handle:
         digest.update(handle.read(_EDGE))
-        handle.seek(size - _EDGE)
+        handle.seek(stat.st_size - _EDGE)
         digest.update(handle.read(_EDGE))
-    return FileRecord(path=str(path), bytes=size, quick=digest.hexdigest())
+    return digest.hexdigest()
 
 
 def now() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -30,7 +31,7 @@ from geoseg.model.bundle import META_FILE, file_sha256, load_meta
 from geoseg.model.device import torch_threads
 from geoseg.stitch.run import PredictJob, assemble_outputs, finished_chunks, predict_chunks
 from geoseg.tiling.grid import ChunkPlan
-from geoseg.types import Location
+from geoseg.types import Grid, Location
 from geoseg.vector.vectorise import VectoriseJob, VectorSettings, empty_features, vectorise
 from geoseg.workflow.manifest import (
     Fingerprint,
@@ -71,6 +72,16 @@ class VectorConfig(ClosedModel):
     def settings(self) -> VectorSettings:
         """Minimum mapping unit and simplification, as the vectoriser takes them."""
         return VectorSettings(self.min_area_m2, self.simplify_m)
+
+    def prepared(self, grid: Grid) -> Literal["none", "components", "outlines"]:
+        """What predict's chunk tasks prepare for vectorising on ``grid``.
+
+        Outlines only when every region is a component (no minimum mapping unit): a unit
+        merges components into neighbours, whose outlines then come from the sieved pixels.
+        """
+        if not self.enabled:
+            return "none"
+        return "outlines" if self.settings.min_pixels(grid) == 0 else "components"
 
 
 class PredictConfig(InferenceConfig):
@@ -201,8 +212,10 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         spec = cfg.spec(meta, profile, ctx.where(self))
         threads = torch_threads(ex.spec.workers)  # as the fingerprint records
         factory = functools.partial(predictor, self.model, cfg.device, threads)
-        job = PredictJob(source, factory, spec, tx.parts, ConfidenceStorage(cfg.confidence))
+        vectors = cfg.vector.prepared(source.grid)
+        storage = ConfidenceStorage(cfg.confidence)
         chunk_plan = ChunkPlan(source.grid.shape, source.chunk_shape(cfg.chunk_size))
+        job = PredictJob(source, factory, spec, tx.parts, storage, vectors, chunk_plan)
         chunks = chunk_plan.chunks()
         done = finished_chunks(job, chunks) if tx.resuming else {}
         if done:
@@ -213,37 +226,50 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         timings["inference_s"] = time.perf_counter() - clock
         outcomes = [*done.values(), *computed]
 
-        class_map, confidence = tx.stage(self.class_map), tx.stage(self.confidence)
         styles = class_styles(meta)
-        clock = time.perf_counter()
-        colormap = {c.code: (*c.rgb, 255) for c in styles}
-        assemble_outputs(job, chunk_plan, class_map, confidence, colormap, overwrite=True)
-        write_style(style_path(class_map), raster_qml(styles))
-        for path in (class_map, confidence):
-            problems = validate_cog(path)
-            if problems:
-                log.warning("%s is not a valid COG: %s", path, problems)
-        timings["write_cog_s"] = time.perf_counter() - clock
+
+        def write_rasters() -> float:
+            start = time.perf_counter()
+            colormap = {c.code: (*c.rgb, 255) for c in styles}
+            assemble_outputs(job, chunk_plan, class_map, confidence, colormap, overwrite=True)
+            write_style(style_path(class_map), raster_qml(styles))
+            for path in (class_map, confidence):
+                problems = validate_cog(path)
+                if problems:
+                    log.warning("%s is not a valid COG: %s", path, problems)
+            return time.perf_counter() - start
+
+        class_map, confidence = tx.stage(self.class_map), tx.stage(self.confidence)
         if not any(o.class_counts for o in outcomes):
             log.warning(
                 "source '%s' has no valid pixels: outputs are empty (all nodata)", source.name
             )
-
         polygons = None
-        if cfg.vector.enabled:
-            clock = time.perf_counter()
-            vjob = VectoriseJob(class_map, confidence, source.grid, chunk_plan, cfg.vector.settings)
-            gpkg = tx.stage(self.vector("gpkg"))
-            names = {c.code: c.name for c in meta.classes}
-            features = vectorise(vjob, names, ex)
-            polygons = write_gpkg(features, gpkg, cfg.vector.layer, empty_features(source.grid))
-            timings["vectorise_s"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            for fmt in cfg.vector.formats:
-                if fmt != "gpkg":
-                    convert(gpkg, cfg.vector.layer, tx.stage(self.vector(fmt)), fmt, overwrite=True)
-            write_style(style_path(gpkg), vector_qml(styles))
-            timings["export_s"] = time.perf_counter() - clock
+        # With traced outlines, vectorising reads no pixels: the COGs (GDAL, free of the GIL)
+        # are written on a thread of their own meanwhile. Otherwise it reads the class map.
+        with ThreadPoolExecutor(1, thread_name_prefix="geoseg-cogs") as background:
+            rasters = background.submit(write_rasters) if vectors == "outlines" else None
+            if rasters is None:
+                timings["write_cog_s"] = write_rasters()
+            if cfg.vector.enabled:
+                clock = time.perf_counter()
+                vjob = VectoriseJob(
+                    class_map, confidence, source.grid, chunk_plan, cfg.vector.settings, tx.parts
+                )
+                gpkg = tx.stage(self.vector("gpkg"))
+                names = {c.code: c.name for c in meta.classes}
+                features = vectorise(vjob, names, ex)
+                polygons = write_gpkg(features, gpkg, cfg.vector.layer, empty_features(source.grid))
+                timings["vectorise_s"] = time.perf_counter() - clock
+                clock = time.perf_counter()
+                for fmt in cfg.vector.formats:
+                    if fmt != "gpkg":
+                        target = tx.stage(self.vector(fmt))
+                        convert(gpkg, cfg.vector.layer, target, fmt, overwrite=True)
+                write_style(style_path(gpkg), vector_qml(styles))
+                timings["export_s"] = time.perf_counter() - clock
+            if rasters is not None:
+                timings["write_cog_s"] = rasters.result()
         timings["total_s"] = time.perf_counter() - clock_start
         figures = summarise(
             meta, source.grid, outcomes, len(computed), profile.name, polygons, timings
