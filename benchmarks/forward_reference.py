@@ -1,10 +1,11 @@
 """Reference for the pipeline-efficiency benchmark: bare model forward passes, nothing else.
 
 Run as a script: ``forward_reference.py BUNDLE TILES TILE_SIZE BATCH WORKERS SCENE [BANDS]``
-(``BANDS``: the scene's 1-based band indexes in the model's order, comma-separated; default all). It loads the
-bundle's network once, then times ``TILES`` tiles' worth of forward passes (fixed batches of
-``BATCH``), split across ``WORKERS`` Python threads with torch's intra-op threads shared out as
-geoseg does (cores // workers). Inputs are real tiles cut from the benchmark scene. Prints JSON.
+(``BANDS``: the scene's 1-based band indexes in the model's order, comma-separated; default
+all). It loads the bundle's network once, then times ``TILES`` tiles' worth of forward passes
+(fixed batches of ``BATCH``), split across ``WORKERS`` Python threads with torch's intra-op
+threads shared out as geoseg does (cores // workers). Inputs are real tiles cut from the
+benchmark scene. Prints JSON.
 """
 
 from __future__ import annotations
