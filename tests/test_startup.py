@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -321,3 +322,19 @@ def test_a_predict_run_with_overviews_logs_no_palette_warning(
     with rasterio.open(tmp_path / "out" / "classes.tif") as classes:
         assert classes.overviews(1) == [2, 4]
         assert classes.colorinterp[0] == rasterio.enums.ColorInterp.palette
+
+
+# --- fingerprints without torch ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "kind"), [("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda")])
+def test_a_device_type_is_read_from_its_name_without_torch(name: str, kind: str) -> None:
+    from geoseg.model.device import device_type
+
+    script = (
+        "import sys; from geoseg.model.device import device_type; "
+        f"print(device_type({name!r}), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [kind, "False"]
+    assert device_type("auto") in ("cpu", "cuda")

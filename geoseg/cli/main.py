@@ -28,6 +28,7 @@ from rich.logging import RichHandler
 
 from geoseg.errors import ConfigError, GeoSegError, InterruptedRun, root_cause
 from geoseg.executor import ExecutorKind
+from geoseg.export.raster import GDAL_CACHE_MB
 
 if TYPE_CHECKING:
     from geoseg.workflow.run import StepReport
@@ -153,7 +154,7 @@ def main(
         signal.signal(signal.SIGTERM, _terminate)
     _setup_logging(_state["verbosity"])
     # Bound GDAL's block cache (default: 5 % of RAM) unless the user chose a size.
-    os.environ.setdefault("GDAL_CACHEMAX", "256")
+    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
     # rasterio's shapes/rasterize run on several threads sometimes warn "Dataset has no
     # geotransform" about their own in-memory datasets (outputs are unaffected). Set once here,
     # on the main thread, before any worker thread exists.

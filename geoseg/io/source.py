@@ -100,19 +100,40 @@ def _describe_band(ref: SourceRef, band: BandRef) -> tuple[Grid, str, tuple[int,
 def _read_decimated(
     path: Location, indexes: list[int], shape: tuple[int, int]
 ) -> NDArray[np.float32]:
-    """Bands ``indexes`` of one file read at ``shape`` (overviews or decimation), masked.
+    """Bands ``indexes`` of one file at ``shape`` (nearest pixel), as a masked array.
 
-    All of a file's bands are read in one call: a pixel-interleaved file is then decompressed
-    once, not once per band.
+    With overviews, GDAL reads the nearest level. Without, the file is read block by block (all
+    the bands of a block at once) and the sampled pixels kept, so each block holding a sampled
+    row is decompressed once whatever the block cache's size. GDAL's own decimated read of a
+    band subset decompressed every block once per band when the cache could not hold the file
+    (5.5 s instead of 0.5 s for 5 of 6 bands of a 25 Mpx scene). The pixels kept are those
+    GDAL's nearest-neighbour decimation picks (pixel centres).
     """
     with open_raster(path) as ds:
         try:
-            masked: NDArray[np.float32] = ds.read(
-                indexes, out_shape=(len(indexes), *shape), masked=True
-            )
+            if ds.overviews(indexes[0]):
+                masked: NDArray[np.float32] = ds.read(
+                    indexes, out_shape=(len(indexes), *shape), masked=True
+                )
+                return masked
+            rows = np.floor((np.arange(shape[0]) + 0.5) * ds.height / shape[0]).astype(int)
+            cols = np.floor((np.arange(shape[1]) + 0.5) * ds.width / shape[1]).astype(int)
+            data = np.zeros((len(indexes), *shape), dtype=ds.dtypes[indexes[0] - 1])
+            mask = np.zeros(data.shape, dtype=bool)
+            for _, block in ds.block_windows(indexes[0]):
+                top, left = block.row_off, block.col_off
+                r = np.flatnonzero((rows >= top) & (rows < top + block.height))
+                c = np.flatnonzero((cols >= left) & (cols < left + block.width))
+                if len(r) and len(c):
+                    part = ds.read(indexes, window=block, masked=True)
+                    every = np.arange(len(indexes))
+                    picked = np.ix_(every, rows[r] - top, cols[c] - left)
+                    target = np.ix_(every, r, c)
+                    data[target] = part.data[picked]
+                    mask[target] = np.ma.getmaskarray(part)[picked]
         except RasterioError as exc:
             raise read_error(path, f"reading {path} decimated to {shape}", exc) from exc
-    return masked
+    return np.ma.MaskedArray(data, mask)
 
 
 def sample_statistics(

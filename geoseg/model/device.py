@@ -34,6 +34,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def device_type(name: str) -> str:
+    """The type (``cpu`` or ``cuda``) a device name resolves to, as fingerprints record it.
+
+    Only ``auto`` needs torch (is CUDA available?); the others are read from the name, so an
+    up-to-date check of a CPU or CUDA run does not pay for importing torch.
+    """
+    if name == "auto":
+        return resolve_device(name).type
+    return name.split(":", 1)[0]
+
+
 def torch_threads(workers: int) -> int:
     """Torch intra-op threads per Dask worker: the cores shared out, at least one."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))

@@ -28,7 +28,7 @@ from geoseg.export.style import class_styles, raster_qml, style_path, vector_qml
 from geoseg.export.vector import SUFFIX, VectorFormat, convert, write_gpkg
 from geoseg.io.source import RasterSource
 from geoseg.model.bundle import META_FILE, file_sha256, load_meta
-from geoseg.model.device import torch_threads
+from geoseg.model.device import device_type, torch_threads
 from geoseg.stitch.run import PredictJob, assemble_outputs, finished_chunks, predict_chunks
 from geoseg.tiling.grid import ChunkPlan
 from geoseg.types import Grid, Location
@@ -176,8 +176,6 @@ class PlannedPredict(PlannedStep[PredictConfig]):
 
     def fingerprint(self, spec: ExecutorSpec) -> Fingerprint:
         """Everything the outputs depend on (see the module docstring)."""
-        from geoseg.model.device import resolve_device
-
         meta = load_meta(self.model)
         source = SourceDefinition.of(self.source, meta.band_names)
         paths = {b.name: b.path for b in self.source.bands}
@@ -189,7 +187,7 @@ class PlannedPredict(PlannedStep[PredictConfig]):
             model_meta_sha256=file_sha256(self.model / META_FILE),
             source=source,
             inputs=[input_checksum(p) for p in dict.fromkeys(paths[n] for n in read)],
-            device=resolve_device(self.config.device).type,
+            device=device_type(self.config.device),
             torch_threads=torch_threads(spec.workers),
         )
 

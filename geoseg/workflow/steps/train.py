@@ -23,6 +23,7 @@ from geoseg.config import canonical_sha256
 from geoseg.errors import ConfigError
 from geoseg.executor import ExecutorSpec
 from geoseg.model.bundle import BUNDLE_SUFFIX
+from geoseg.model.device import device_type
 from geoseg.training.config import TrainConfig
 from geoseg.types import Location
 from geoseg.workflow.manifest import (
@@ -107,8 +108,6 @@ class PlannedTrain(PlannedStep[TrainConfig]):
         labels or the image set (colours, classes) it trains on; ``sources`` the sources' bands
         (files, nodata, scale, offset). Descriptions and licences do not count.
         """
-        from geoseg.model.device import resolve_device
-
         labels = [
             definition(s.label(i.labels))
             for s, i in zip(self.sources, self.config.inputs, strict=True)
@@ -127,7 +126,7 @@ class PlannedTrain(PlannedStep[TrainConfig]):
                 SourceDefinition.of(s, self.config.bands or s.band_names) for s in self.sources
             ],
             inputs=[input_checksum(p) for p in dict.fromkeys(self.reads())],
-            device=resolve_device(self.config.device).type,
+            device=device_type(self.config.device),
             torch_threads=self.config.thread_count,
         )
 
