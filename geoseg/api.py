@@ -101,14 +101,7 @@ class Model:
                 f"{list(self.band_names)}, got shape {image.shape}"
             )
         profile = self.meta.input_profiles()[0]
-        spec = InferenceSpec(
-            self.meta.tile_grid(),
-            batch_size,
-            tuple(b.mean for b in profile.bands),
-            tuple(b.std for b in profile.bands),
-            self.meta.class_codes,
-            augment,
-        )
+        spec = InferenceSpec.of(self.meta, profile, self.meta.tile_grid(), batch_size, augment)
         return predict_in_memory(image.astype(np.float32), predictor(self.path, device), spec)
 
 

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from geoseg.config import ClosedModel, canonical_sha256, format_validation_error
 from geoseg.errors import BundleError
+from geoseg.model.indices import IndexName, missing_bands
 from geoseg.tiling.grid import TileGrid
 from geoseg.types import Grid
 
@@ -228,6 +229,9 @@ class BundleMeta(ClosedModel):
     classes: list[ClassInfo] = Field(min_length=2)
     # The band correlations of a single-source model's training pixels (InputProfile's).
     correlation: list[list[float]] | None = None
+    # Spectral indices the network takes after the bands, computed from them in the source's
+    # units (geoseg.model.indices); training and prediction compute them the same way.
+    indices: list[IndexName] = Field(default_factory=list)
     profiles: list[InputProfile] = Field(default_factory=list)
     tile_size: int = Field(ge=8)
     overlap: int = Field(ge=0)
@@ -244,6 +248,23 @@ class BundleMeta(ClosedModel):
     def _tiling(self) -> BundleMeta:
         TileGrid(self.tile_size, self.overlap)
         return self
+
+    @model_validator(mode="after")
+    def _indices_from_bands(self) -> BundleMeta:
+        missing = missing_bands(self.indices, self.band_names)
+        if missing:
+            raise ValueError(
+                f"indices need bands the model does not take ({', '.join(missing)}); its bands "
+                f"are {list(self.band_names)}"
+            )
+        if len(set(self.indices)) != len(self.indices):
+            raise ValueError(f"indices must be unique, got {self.indices}")
+        return self
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the network takes: the bands, then the indices."""
+        return len(self.bands) + len(self.indices)
 
     @field_validator("classes")
     @classmethod

@@ -92,7 +92,7 @@ def load_network(path: Path, device: torch.device) -> tuple[BundleMeta, torch.nn
             f"{weights_path} does not match the checksum in its bundle.json; the bundle is "
             "corrupt or was edited, re-create it"
         )
-    network = build_network(meta.network, len(meta.bands), len(meta.classes))
+    network = build_network(meta.network, meta.input_channels, len(meta.classes))
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         network.load_state_dict(

@@ -15,6 +15,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from geoseg.model.bundle import BundleMeta, InputProfile
+from geoseg.model.indices import derive, missing_bands
 from geoseg.stitch.augment import Augment, predict_views
 from geoseg.stitch.seams import Sharing
 from geoseg.tiling.grid import TileGrid, halo_window
@@ -41,22 +43,58 @@ class InferenceSpec:
     std: tuple[float, ...]
     codes: tuple[int, ...]
     augment: Augment = "none"
+    # The bands' names (in order) and the spectral indices computed from them as extra
+    # channels (geoseg.model.indices); no indices: the bands alone.
+    bands: tuple[str, ...] = ()
+    indices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
         if len(self.mean) != len(self.std):
             raise ValueError("mean and std need one value per band")
+        missing = missing_bands(self.indices, self.bands)
+        if missing:
+            raise ValueError(f"indices need bands that are not given: {', '.join(missing)}")
+
+    @classmethod
+    def of(
+        cls,
+        meta: BundleMeta,
+        profile: InputProfile,
+        tiling: TileGrid,
+        batch_size: int,
+        augment: Augment = "none",
+    ) -> InferenceSpec:
+        """The spec for a bundle's network, normalising with ``profile``'s statistics."""
+        return cls(
+            tiling,
+            batch_size,
+            tuple(b.mean for b in profile.bands),
+            tuple(b.std for b in profile.bands),
+            meta.class_codes,
+            augment,
+            tuple(b.name for b in profile.bands),
+            tuple(meta.indices),
+        )
+
+    @property
+    def channels(self) -> int:
+        """Channels the network gets: the bands, then the indices."""
+        return len(self.mean) + len(self.indices)
 
     def normalise(self, data: NDArray[np.float32], in_place: bool = False) -> NDArray[np.float32]:
-        """``(x - mean) / std`` per band; nodata (NaN) becomes 0.
+        """``(x - mean) / std`` per band, then the spectral indices; nodata (NaN) becomes 0.
 
         ``in_place`` overwrites a float32 ``data`` (a chunk's halo: one copy fewer in memory).
         """
+        derived = derive(data, self.bands, self.indices) if self.indices else None
         mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
         std = np.asarray(self.std, dtype=np.float32)[:, None, None]
         out = np.subtract(data, mean, out=data if in_place else None)
         np.divide(out, std, out=out)
+        if derived is not None:  # computed from the values in units, before normalising
+            out = np.concatenate([out, derived])
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         return out.astype(np.float32, copy=False)
 

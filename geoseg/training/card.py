@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from geoseg.model.bundle import BundleMeta
+from geoseg.model.indices import INDICES
 
 
 def _fmt(value: Any) -> str:
@@ -22,7 +23,14 @@ def model_card(meta: BundleMeta, notes: str = "") -> str:
         f"- Network: {meta.network.architecture}, encoder {meta.network.encoder} "
         f"(depth {meta.network.encoder_depth}), trained from scratch (no pretrained weights).",
         f"- Input bands, in order: {', '.join(meta.band_names)} ({meta.units}); "
-        "normalised per band with the mean/std in bundle.json.",
+        "normalised per band with the mean/std in bundle.json"
+        + (
+            "; then spectral indices computed from them: "
+            + "; ".join(f"{i} = {INDICES[i].formula}" for i in meta.indices)
+            + "."
+            if meta.indices
+            else "."
+        ),
         f"- Pixel size: {meta.pixel_size:g} {meta.crs_units}. Tiles: {meta.tile_size} px, "
         f"overlap {meta.overlap} px.",
         f"- Classes: {', '.join(f'{c.code} {c.name}' for c in meta.classes)} (0 = nodata).",

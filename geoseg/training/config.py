@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from geoseg.config import ClosedModel
 from geoseg.model.bundle import NetworkSpec
 from geoseg.model.device import DeviceName, torch_threads
+from geoseg.model.indices import IndexName
 from geoseg.tiling.grid import TileGrid
 
 
@@ -45,6 +46,9 @@ class TrainConfig(ClosedModel):
     output: str
     name: str | None = None
     bands: list[str] | None = None
+    # Spectral indices fed to the network after the bands (geoseg.model.indices), e.g. [ndvi];
+    # the bundle records them and prediction computes them the same way.
+    indices: list[IndexName] = Field(default_factory=list)
     classes: list[int] | None = None
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     chip_size: int = Field(default=64, ge=16)

@@ -27,6 +27,7 @@ from geoseg.evaluation.metrics import Scores, confusion_matrix, scores
 from geoseg.executor import progress_bar
 from geoseg.model.bundle import BundleMeta, ClassInfo
 from geoseg.model.device import resolve_device
+from geoseg.model.indices import missing_bands
 from geoseg.model.network import build_network
 from geoseg.model.predictor import Predictor
 from geoseg.model.store import save_bundle
@@ -141,6 +142,12 @@ def train(
     )
     if len(class_codes) < 2:
         raise TrainingError(f"the labels hold {len(class_codes)} class(es); need at least 2")
+    missing = missing_bands(step.indices, band_names)
+    if missing:
+        raise TrainingError(
+            f"indices {step.indices} need bands the training data lacks ({', '.join(missing)}); "
+            f"its bands are {list(band_names)}"
+        )
     lookup = np.full(256, -1, dtype=np.int64)
     lookup[class_codes] = np.arange(len(class_codes))
     targets = [scene.target(lookup) for scene in scenes]
@@ -151,6 +158,8 @@ def train(
             tuple(scene.mean),
             tuple(scene.std),
             tuple(class_codes),
+            bands=band_names,
+            indices=tuple(step.indices),
         )
         for scene in scenes
     ]
@@ -158,7 +167,7 @@ def train(
     weights = _class_weights(
         np.concatenate([t.ravel() for t in targets]), len(class_codes), step.class_weighting
     )
-    network = build_network(step.network, len(band_names), len(class_codes)).to(device)
+    network = build_network(step.network, specs[0].channels, len(class_codes)).to(device)
     optimiser = torch.optim.AdamW(
         network.parameters(), lr=step.learning_rate, weight_decay=step.weight_decay
     )
@@ -240,6 +249,7 @@ def train(
         network=step.network,
         bands=lead.profile().bands,
         correlation=lead.profile().correlation if len(firsts) == 1 else None,
+        indices=step.indices,
         units=lead.units,
         pixel_size=lead.pixel_size,
         crs_units=lead.crs_units,

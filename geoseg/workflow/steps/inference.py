@@ -155,7 +155,7 @@ class InferenceConfig(ClosedModel):
             return
         from geoseg.model.network import forward_bytes_per_pixel
 
-        per_pixel = forward_bytes_per_pixel(meta.network, len(meta.bands), len(meta.classes))
+        per_pixel = forward_bytes_per_pixel(meta.network, meta.input_channels, len(meta.classes))
         per_worker = pixels * (per_pixel + 4 * (len(meta.bands) + 2 * len(meta.classes)))
         free = psutil.virtual_memory().available
         if spec.workers * per_worker > free:
@@ -170,11 +170,6 @@ class InferenceConfig(ClosedModel):
 
     def spec(self, meta: BundleMeta, profile: InputProfile, where: str) -> InferenceSpec:
         """How to cut, normalise (with ``profile``), batch and decode tiles for ``meta``."""
-        return InferenceSpec(
-            self.tiling(meta, where),
-            self.batch_size,
-            tuple(b.mean for b in profile.bands),
-            tuple(b.std for b in profile.bands),
-            meta.class_codes,
-            self.augment,
+        return InferenceSpec.of(
+            meta, profile, self.tiling(meta, where), self.batch_size, self.augment
         )
