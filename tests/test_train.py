@@ -12,7 +12,7 @@ from geoseg.errors import OutputExistsError, TrainingError
 from geoseg.model.bundle import load_meta
 from geoseg.model.store import load_network
 from geoseg.training.chips import augment, cut, sample_chip_windows
-from geoseg.training.config import TrainConfig
+from geoseg.training.config import TrainConfig, ValidationConfig
 from geoseg.training.holdout import spatial_split
 from geoseg.training.loop import train
 from geoseg.types import Window
@@ -22,7 +22,7 @@ from tests.conftest import NC_BANDS, REPO, needs_data
 def test_spatial_split_holds_out_whole_blocks_with_a_buffer() -> None:
     labels = np.ones((100, 100), dtype=np.uint8)
     labels[:, :10] = 0
-    split = spatial_split(labels, block_size=20, fraction=0.25, buffer=3, seed=1)
+    split = spatial_split(labels, ValidationConfig(block_size=20, fraction=0.25, buffer=3), seed=1)
     assert len(split.blocks) == 6  # 25 blocks, 24 of them labelled enough, 25 % of 24
     assert not (split.train & split.validation).any()
     for r, c in split.blocks:
@@ -32,15 +32,15 @@ def test_spatial_split_holds_out_whole_blocks_with_a_buffer() -> None:
 
     near = ndimage.binary_dilation(split.validation, iterations=3)
     assert not (split.train & near).any(), "training pixels keep the buffer distance"
-    again = spatial_split(labels, block_size=20, fraction=0.25, buffer=3, seed=1)
+    again = spatial_split(labels, ValidationConfig(block_size=20, fraction=0.25, buffer=3), seed=1)
     assert again.blocks == split.blocks, "seeded"
 
 
 def test_split_errors_are_explicit() -> None:
     with pytest.raises(TrainingError, match="no labelled pixels"):
-        spatial_split(np.zeros((10, 10), np.uint8), 5, 0.2, 0, 0)
+        spatial_split(np.zeros((10, 10), np.uint8), ValidationConfig(block_size=8, buffer=0), 0)
     with pytest.raises(TrainingError, match=r"lower validation\.block_size"):
-        spatial_split(np.ones((10, 10), np.uint8), 64, 0.2, 0, 0)
+        spatial_split(np.ones((10, 10), np.uint8), ValidationConfig(block_size=64, buffer=0), 0)
 
 
 def test_chips_are_class_balanced_and_augmentation_keeps_pairs_aligned() -> None:

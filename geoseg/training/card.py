@@ -67,6 +67,15 @@ def model_card(meta: BundleMeta, notes: str = "") -> str:
         f"Training pixels per class: {meta.training.get('training_pixels')}.",
         "",
     ]
+    crossval = meta.metrics.get("cross_validation")
+    if crossval:
+        lines += ["## Cross-validation of the recipe", "", crossval["protocol"] + ".", ""]
+        lines += ["| class | IoU, mean +- sd over folds | folds scored |", "|---|---|---|"]
+        for name, spread in [("mIoU", crossval["miou"]), *crossval["per_class"].items()]:
+            lines.append(
+                f"| {name} | {_fmt(spread['mean'])} +- {_fmt(spread['std'])} | {spread['n']} |"
+            )
+        lines.append("")
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from geoseg.config import ClosedModel
@@ -18,11 +19,39 @@ from geoseg.tiling.grid import TileGrid
 
 
 class ValidationConfig(ClosedModel):
-    """Spatial hold-out: square blocks of the scene, a seeded fraction held out for validation."""
+    """Spatial hold-out: square blocks of the scene, a seeded fraction held out for validation.
+
+    With ``folds`` (k >= 2) the blocks (or an image set's images) are dealt into k seeded folds
+    instead, and fold ``fold`` is held out (cross-validation: :mod:`geoseg.training.crossval`).
+    """
 
     block_size: int = Field(default=64, ge=8)
     fraction: float = Field(default=0.2, gt=0, lt=1)
     buffer: int = Field(default=8, ge=0)
+    folds: int | None = Field(default=None, ge=2)
+    fold: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _fold_exists(self) -> ValidationConfig:
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"fold must be below folds ({self.folds}), got {self.fold}")
+        return self
+
+    def held_out(self, count: int, seed: int) -> list[int]:
+        """Which of ``count`` items (blocks or images) are held out (seeded; sorted).
+
+        Without folds: a ``fraction`` of them (at least one, never all). With folds: the items
+        of fold ``fold`` after a seeded shuffle dealt round robin, so the k folds partition
+        the items and no item is held out by two folds.
+        """
+        rng = np.random.default_rng(seed)
+        if self.folds is None:
+            held = min(count - 1, max(1, round(self.fraction * count)))
+            return sorted(int(i) for i in rng.choice(count, held, replace=False))
+        if count < self.folds:
+            raise ValueError(f"{count} item(s) cannot be dealt into {self.folds} folds")
+        order = rng.permutation(count)
+        return sorted(int(i) for i in order[self.fold :: self.folds])
 
 
 class TrainSource(ClosedModel):
@@ -61,6 +90,9 @@ class TrainConfig(ClosedModel):
     class_weighting: Literal["none", "inverse_sqrt", "inverse"] = "inverse_sqrt"
     loss: Literal["cross_entropy", "cross_entropy+dice"] = "cross_entropy"
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    # k >= 2: before the model itself, the recipe is cross-validated over k folds of blocks or
+    # images (geoseg.training.crossval); the bundle's metrics and card report mean and spread.
+    cross_validation: int | None = Field(default=None, ge=2)
     validate_every: int = Field(default=1, ge=1)
     keep: Literal["best", "last"] = "best"
     seed: int = 0

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from geoseg.errors import TrainingError
+from geoseg.training.config import ValidationConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +26,9 @@ class Split:
     blocks: tuple[tuple[int, int], ...]
 
 
-def spatial_split(
-    labels: NDArray[np.uint8], block_size: int, fraction: float, buffer: int, seed: int
-) -> Split:
-    """Hold out about ``fraction`` of the labelled blocks (seeded), buffered by ``buffer`` px."""
+def spatial_split(labels: NDArray[np.uint8], validation: ValidationConfig, seed: int) -> Split:
+    """Hold out blocks as ``validation`` says (a seeded fraction, or one fold), buffered."""
+    block_size, buffer = validation.block_size, validation.buffer
     labelled = labels > 0
     if not labelled.any():
         raise TrainingError("the label layer has no labelled pixels (all 0 / nodata)")
@@ -40,14 +40,14 @@ def spatial_split(
         for c in cols
         if labelled[r : r + block_size, c : c + block_size].mean() > 0.25
     ]
-    if len(candidates) < 2:
+    needed = validation.folds or 2
+    if len(candidates) < needed:
         raise TrainingError(
             f"the scene has {len(candidates)} block(s) of {block_size} px with labels; lower "
-            "validation.block_size so at least two blocks exist (one to train, one to validate)"
+            f"validation.block_size so at least {needed} blocks exist "
+            + ("(one per fold)" if validation.folds else "(one to train, one to validate)")
         )
-    rng = np.random.default_rng(seed)
-    count = min(len(candidates) - 1, max(1, round(fraction * len(candidates))))
-    chosen = sorted(candidates[i] for i in rng.choice(len(candidates), count, replace=False))
+    chosen = [candidates[i] for i in validation.held_out(len(candidates), seed)]
     validation_blocks = np.zeros(labels.shape, dtype=bool)
     for r, c in chosen:
         validation_blocks[r : r + block_size, c : c + block_size] = True

@@ -10,9 +10,10 @@ ends with the same weights as an uninterrupted one (:mod:`geoseg.training.checkp
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,14 @@ def train(
     loss_fn = _loss(step, torch.from_numpy(weights).to(device))
     checkpoints = checkpoints or checkpoint_folder(output)
     checkpoints.mkdir(parents=True, exist_ok=True)
+    crossval = None
+    if step.cross_validation:  # the recipe's figures first, one model per fold
+        from geoseg.training.crossval import cross_validate
+
+        folder = checkpoints / "crossval"
+        shutil.rmtree(folder, ignore_errors=True)  # fold models are always trained afresh
+        recipe = step.model_copy(update={"cross_validation": None})
+        crossval = cross_validate(recipe, catalog, folder, step.cross_validation, show_progress)
     chips = _chip_counts(scenes, targets, step.chips_per_epoch)
 
     stateful: dict[str, Stateful] = {"optimiser": optimiser, "schedule": schedule}
@@ -260,6 +269,7 @@ def train(
         training_data=[scene.provenance for scene in firsts],
         training=_training_summary(step, scenes, targets, class_codes, names, kept.epoch),
         metrics={
+            **({"cross_validation": asdict(crossval)} if crossval is not None else {}),
             "validation": kept.validation,
             "validation_miou_per_source": kept.miou_per_source,
             "best_epoch": kept.epoch,

@@ -116,9 +116,7 @@ def load_scene(
     image = source.read(source.grid.window)
     valid = valid_mask(image)
     codes = _keep(np.where(valid, labels.read(source.grid.window), 0).astype(np.uint8), classes)
-    split = spatial_split(
-        codes, validation.block_size, validation.fraction, validation.buffer, seed
-    )
+    split = spatial_split(codes, validation, seed)
     mean, std, correlation = _stats([image])
     provenance = DataProvenance(
         source=source.name,
@@ -148,13 +146,14 @@ def load_scene(
     ]
 
 
-def held_out_images(count: int, fraction: float, seed: int) -> set[int]:
-    """Indexes of the whole images held out for validation (seeded, at least one, not all)."""
-    if count < 2:
-        raise TrainingError(f"an image set needs at least 2 images (one to hold out), has {count}")
-    rng = np.random.default_rng(seed)
-    held = min(count - 1, max(1, round(fraction * count)))
-    return {int(i) for i in rng.choice(count, held, replace=False)}
+def held_out_images(count: int, validation: ValidationConfig, seed: int) -> set[int]:
+    """Indexes of the whole images held out for validation (a seeded share, or one fold)."""
+    if count < max(2, validation.folds or 2):
+        raise TrainingError(
+            f"an image set needs at least {max(2, validation.folds or 2)} images (one to hold "
+            f"out{' per fold' if validation.folds else ''}), has {count}"
+        )
+    return set(validation.held_out(count, seed))
 
 
 def load_image_set(
@@ -171,7 +170,7 @@ def load_image_set(
         _keep(read_labels(ref, item, image.shape[1:]), classes)
         for item, image in zip(ref.ids, images, strict=True)
     ]
-    validation_items = held_out_images(len(images), validation.fraction, seed)
+    validation_items = held_out_images(len(images), validation, seed)
     mean, std, correlation = _stats(images)
     geo = ref.georeference
     provenance = DataProvenance(
