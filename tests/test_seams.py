@@ -56,3 +56,15 @@ def test_seam_order_runs_every_other_chunk_of_a_row_first() -> None:
     order = [c.index for c in seam_order(chunks)]
     assert order[:5] == [(0, 0), (0, 2), (0, 4), (0, 1), (0, 3)]
     assert sorted(order) == [c.index for c in chunks]
+
+
+def test_a_new_run_never_sees_another_runs_tiles() -> None:
+    from geoseg.stitch.seams import shared_tiles
+
+    tile = Window(0, 0, 8, 8)
+    shared_tiles("run-a").offer(tile, np.ones((2, 8, 8), np.float32), waiting=1)
+    assert shared_tiles("run-b").take(tile) is None, "another run's store, empty"
+    assert shared_tiles("run-a").take(tile) is None, "and run-a's store was dropped"
+    store = shared_tiles("run-c")
+    store.offer(tile, np.ones((2, 8, 8), np.float32), waiting=2)
+    assert store.take(Window(0, 0, 16, 16)) is None, "a tile of another size never matches"

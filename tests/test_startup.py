@@ -21,6 +21,7 @@ from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
 import geoseg
+import geoseg.workflow.checksums as checksums
 import geoseg.workflow.manifest as manifest
 from geoseg.export.raster import assemble_cog, mosaic_vrt, validate_cog, write_part
 from geoseg.model.bundle import file_sha256
@@ -61,6 +62,14 @@ def aged(path: Path, hours: int = 1) -> Path:
     old = time.time_ns() - hours * HOUR_NS
     os.utime(path, ns=(old, old))
     return path
+
+
+@pytest.fixture(autouse=True)
+def an_hour_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's clock an hour ahead: files written by a test (their ctime, which no test can
+    set back) count as settled, as inputs of real runs are."""
+    clock = time.time_ns
+    monkeypatch.setattr(checksums, "time", SimpleNamespace(time_ns=lambda: clock() + HOUR_NS))
 
 
 @pytest.fixture
@@ -117,8 +126,9 @@ def test_a_replaced_input_is_read_again(cache: Path, hashed: list[Path], scene: 
 
 
 def test_a_file_modified_just_now_is_not_remembered(
-    cache: Path, hashed: list[Path], tmp_path: Path
+    cache: Path, hashed: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(checksums, "time", time)  # the real clock
     fresh = tmp_path / "fresh.tif"
     fresh.write_bytes(b"written a moment ago")
     input_checksum(fresh)
@@ -338,3 +348,15 @@ def test_a_device_type_is_read_from_its_name_without_torch(name: str, kind: str)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.split() == [kind, "False"]
     assert device_type("auto") in ("cpu", "cuda")
+
+
+def test_a_copy_keeping_an_old_mtime_is_not_remembered_at_once(
+    cache: Path, hashed: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checksums, "time", time)  # the real clock: the copy's ctime is now
+    copy = tmp_path / "copied.tif"
+    copy.write_bytes(b"copied")
+    aged(copy)  # an old mtime, as cp -p or rsync -t leave it
+    input_checksum(copy)
+    input_checksum(copy)
+    assert len(hashed) == 2

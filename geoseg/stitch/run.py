@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,14 +50,15 @@ class PredictJob:
     # components, or the components and their outlines (when regions are components).
     vectors: Literal["none", "components", "outlines"] = "none"
     # The run's chunk plan: with it, chunk tasks share the tiles on their seams
-    # (geoseg.stitch.seams) instead of each running them.
+    # (geoseg.stitch.seams) instead of each running them, under a token of this job's own.
     plan: ChunkPlan | None = None
+    run_token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def sharing(self) -> Sharing | None:
         """The process's access to the run's shared seam tiles, when the job has a plan."""
         if self.plan is None:
             return None
-        return Sharing(shared_tiles(str(self.parts_dir)), self.plan)
+        return Sharing(shared_tiles(self.run_token), self.plan)
 
     def part_paths(self, chunk: Chunk) -> tuple[Path, Path]:
         """Class-map and confidence part files of ``chunk``."""

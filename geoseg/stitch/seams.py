@@ -6,9 +6,13 @@ probabilities here; the other chunks take them instead of running it. A tile's p
 not depend on the chunk that computed them (fixed-size batches, the same input pixels;
 docs/DESIGN.md §3), so outputs are bit-identical with or without sharing.
 
-The store is per process and per run (keyed by the run's parts folder), thread-safe, and capped
-in bytes: a tile that does not fit is simply computed again by the next chunk. An entry leaves
-as soon as every chunk that needs it has taken it.
+The store is per process and per run: keyed by a token made for each run (never by its
+folder, which the next run into the same output reuses, possibly with another model), so a
+worker process that outlives a run (a remote cluster) or a task still finishing after an
+interrupted run cannot hand its tiles to another run; a run's first task in a process drops
+any other run's store there. It is thread-safe and capped in bytes: a tile that does not fit is
+simply computed again by the next chunk. An entry leaves as soon as every chunk that needs it
+has taken it.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class SharedTiles:
         key = (tile.row, tile.col)
         with self._lock:
             entry = self._tiles.get(key)
-            if entry is None:
+            if entry is None or entry[0].shape[-2:] != tile.shape:
                 return None
             probs, waiting = entry
             if waiting <= 1:

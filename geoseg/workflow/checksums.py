@@ -65,14 +65,15 @@ def remembered(path: Path, kind: str, compute: Callable[[Path], str]) -> str:
     """``compute(path)``, a checksum of kind ``kind``, or the one remembered for the same file.
 
     A checksum is remembered only when the file did not change while it was computed and was
-    last modified more than :data:`RACY_NS` before.
+    last modified (or its inode changed: ``cp -p`` and ``rsync -t`` keep an old mtime) more than
+    :data:`RACY_NS` before.
     """
     before = _identity(path)
     found = _lookup(before, kind)
     if found is not None:
         return found
     digest = compute(path)
-    if _identity(path) == before and time.time_ns() - before[2] >= RACY_NS:
+    if _identity(path) == before and time.time_ns() - max(before[2], before[3]) >= RACY_NS:
         _store(before, kind, digest)
     return digest
 
