@@ -95,6 +95,11 @@ class TrainConfig(ClosedModel):
     cross_validation: int | None = Field(default=None, ge=2)
     validate_every: int = Field(default=1, ge=1)
     keep: Literal["best", "last"] = "best"
+    # Speed on CPU: channels-last tensors (oneDNN's faster convolution layout), and bfloat16
+    # autocast for the forward pass (loss and weights stay float32). Both change results in the
+    # last bits, so they are options; benchmarks/training_speed.py measures what they give.
+    channels_last: bool = False
+    precision: Literal["float32", "bfloat16"] = "float32"
     seed: int = 0
     device: DeviceName = "auto"
     threads: int | None = Field(default=None, ge=1)

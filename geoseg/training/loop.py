@@ -9,10 +9,12 @@ ends with the same weights as an uninterrupted one (:mod:`geoseg.training.checkp
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,13 @@ from geoseg.training.checkpoint import EpochRecord, Kept, Progress, Stateful, ch
 from geoseg.training.chips import augment, cut, sample_chip_windows
 from geoseg.training.config import TrainConfig
 from geoseg.training.scene import Scene, load_image_set, load_scene
+from geoseg.types import Window
 
 log = logging.getLogger(__name__)
+
+
+#: A batch of chips: images ``(n, channels, T, T)`` and labels ``(n, T, T)`` (-1 = ignore).
+ChipBatch = tuple[NDArray[np.float32], NDArray[np.int64]]
 
 
 @dataclass
@@ -51,6 +58,38 @@ class TrainResult:
     bundle: Path
     meta: BundleMeta
     history: list[EpochRecord] = field(default_factory=list)
+
+
+def _chip_batch(
+    drawn: Sequence[tuple[int, Window]],
+    images: Sequence[NDArray[np.float32]],
+    targets: Sequence[NDArray[np.int64]],
+    size: int,
+    rng: np.random.Generator,
+    first: int,
+) -> ChipBatch:
+    """The batch of ``size`` chips drawn from ``first`` on: cut, augmented, stacked."""
+    pairs = [
+        augment(cut(images[i], w, 0.0), cut(targets[i], w, -1), rng)
+        for i, w in drawn[first : first + size]
+    ]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def prefetched(make: Callable[[int], ChipBatch], keys: Sequence[int]) -> Iterator[ChipBatch]:
+    """``make(key)`` for each key, in order, the next one prepared on a thread meanwhile.
+
+    Cutting and augmenting chips (numpy) overlaps the network's step (torch; both release the
+    GIL for their work). One thread makes them in order, so the random draws are the same as
+    made inline.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="geoseg-chips") as pool:
+        pending = pool.submit(make, keys[0]) if keys else None
+        for k in range(len(keys)):
+            assert pending is not None
+            batch = pending.result()
+            pending = pool.submit(make, keys[k + 1]) if k + 1 < len(keys) else None
+            yield batch
 
 
 def _class_weights(target: NDArray[np.int64], k: int, how: str) -> NDArray[np.float32]:
@@ -169,6 +208,8 @@ def train(
         np.concatenate([t.ravel() for t in targets]), len(class_codes), step.class_weighting
     )
     network = build_network(step.network, specs[0].channels, len(class_codes)).to(device)
+    if step.channels_last:
+        network = network.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(
         network.parameters(), lr=step.learning_rate, weight_decay=step.weight_decay
     )
@@ -210,15 +251,18 @@ def train(
                 drawn = [drawn[k] for k in rng.permutation(len(drawn))]
             batches = progress.add_task(f"epoch {epoch} batches", total=steps_per_epoch)
             losses = []
-            for first in range(0, len(drawn), step.batch_size):
-                pairs = [
-                    augment(cut(normalised[i], w, 0.0), cut(targets[i], w, -1), rng)
-                    for i, w in drawn[first : first + step.batch_size]
-                ]
-                x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)
-                y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)
+
+            starts = range(0, len(drawn), step.batch_size)
+            make = functools.partial(_chip_batch, drawn, normalised, targets, step.batch_size, rng)
+            for images, labels in prefetched(make, starts):
+                x = torch.from_numpy(images).to(device)
+                y = torch.from_numpy(labels).to(device)
+                if step.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 optimiser.zero_grad(set_to_none=True)
-                loss = loss_fn(network(x), y)
+                with torch.autocast(device.type, torch.bfloat16, step.precision == "bfloat16"):
+                    out = network(x)
+                loss = loss_fn(out.float(), y)
                 loss.backward()
                 optimiser.step()
                 schedule.step()
