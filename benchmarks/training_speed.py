@@ -12,8 +12,8 @@ after ``--long`` epochs (the same images held out for every variant) checks that
 variant does not cost accuracy on that short schedule.
 
 Variants: the baseline commit's code (a git worktree under ``benchmarks/.cache``), this code
-with the recipe as it is (chips prepared on a thread while the network steps), with
-``channels_last: true``, and with ``channels_last: true, precision: bfloat16``.
+with the recipe as it is, with ``channels_last: true``, and with ``channels_last: true,
+precision: bfloat16``.
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@ import functools
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,22 +73,6 @@ def _chip_batch(
         for i, w in drawn[first : first + size]
     ]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-
-
-def prefetched(make: Callable[[int], ChipBatch], keys: Sequence[int]) -> Iterator[ChipBatch]:
-    """``make(key)`` for each key, in order, the next one prepared on a thread meanwhile.
-
-    Cutting and augmenting chips (numpy) overlaps the network's step (torch; both release the
-    GIL for their work). One thread makes them in order, so the random draws are the same as
-    made inline.
-    """
-    with ThreadPoolExecutor(1, thread_name_prefix="geoseg-chips") as pool:
-        pending = pool.submit(make, keys[0]) if keys else None
-        for k in range(len(keys)):
-            assert pending is not None
-            batch = pending.result()
-            pending = pool.submit(make, keys[k + 1]) if k + 1 < len(keys) else None
-            yield batch
 
 
 def _class_weights(target: NDArray[np.int64], k: int, how: str) -> NDArray[np.float32]:
@@ -254,7 +237,7 @@ def train(
 
             starts = range(0, len(drawn), step.batch_size)
             make = functools.partial(_chip_batch, drawn, normalised, targets, step.batch_size, rng)
-            for images, labels in prefetched(make, starts):
+            for images, labels in map(make, starts):
                 x = torch.from_numpy(images).to(device)
                 y = torch.from_numpy(labels).to(device)
                 if step.channels_last:
