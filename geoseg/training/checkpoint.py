@@ -72,6 +72,8 @@ class Kept:
     state: StateDict
     validation: dict[str, Any]
     miou_per_source: dict[str, float | None]
+    # Each source's own hold-out figures (per-class IoU...), as ``validation`` holds them.
+    per_source: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

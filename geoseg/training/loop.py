@@ -90,15 +90,15 @@ def _validate(
     device: torch.device,
     scenes: Sequence[Scene],
     specs: Sequence[InferenceSpec],
-) -> tuple[Scores, dict[str, float | None]]:
+) -> tuple[Scores, dict[str, Scores]]:
     """Stitched-scene prediction of every scene, scored on its hold-out pixels.
 
-    Returns the scores of all scenes' hold-outs together and each scene's own mIoU.
+    Returns the scores of all scenes' hold-outs together and each source's own scores.
     """
     network.eval()
     codes = specs[0].codes
     matrix = np.zeros((len(codes), len(codes) + 1), dtype=np.int64)
-    per_scene = {}
+    per_scene: dict[str, Scores] = {}
     per_source: dict[str, NDArray[np.int64]] = {}
     for scene, spec in zip(scenes, specs, strict=True):
         held = scene.split.validation
@@ -109,7 +109,7 @@ def _validate(
         matrix += own
         per_source[scene.name] = per_source.get(scene.name, 0) + own
     for name, own in per_source.items():
-        per_scene[name] = scores(own, codes).miou
+        per_scene[name] = scores(own, codes)
     network.train()
     return scores(matrix, codes), per_scene
 
@@ -257,7 +257,8 @@ def train(
             if epoch % step.validate_every and epoch != step.epochs:
                 log.info("epoch %d loss %.4f (not validated)", epoch, mean_loss)
             else:
-                result, per_scene = _validate(network, device, scenes, specs)
+                result, per_source = _validate(network, device, scenes, specs)
+                per_scene = {name: own.miou for name, own in per_source.items()}
                 record = EpochRecord(
                     epoch,
                     mean_loss,
@@ -270,7 +271,14 @@ def train(
                 log.info("epoch %d loss %.4f val mIoU %s", epoch, record.loss, record.miou)
                 miou = result.miou if result.miou is not None else -1.0
                 if done.kept is None or miou > done.kept.miou or step.keep == "last":
-                    done.kept = Kept(miou, epoch, state, result.as_dict(names), per_scene)
+                    done.kept = Kept(
+                        miou,
+                        epoch,
+                        state,
+                        result.as_dict(names),
+                        per_scene,
+                        {name: own.as_dict(names) for name, own in per_source.items()},
+                    )
             done.epoch = epoch
             done.save(checkpoints, state, stateful, rng)  # after validation: a complete epoch
             progress.advance(epochs)
@@ -299,6 +307,7 @@ def train(
             **({"cross_validation": asdict(crossval)} if crossval is not None else {}),
             "validation": kept.validation,
             "validation_miou_per_source": kept.miou_per_source,
+            "validation_per_source": kept.per_source,
             "best_epoch": kept.epoch,
             "history": [vars(r) for r in done.history],
         },
