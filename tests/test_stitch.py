@@ -229,8 +229,7 @@ def test_chunk_tasks_prepare_vectorising_and_a_chunk_without_its_file_is_not_fin
 
     from geoseg.model.predictor import predictor
     from geoseg.stitch.run import finished_chunks
-    from geoseg.vector.prepared import load_traced
-    from geoseg.vector.vectorise import prepared_path
+    from geoseg.vector.prepared import load_traced, prepared_path
 
     source = RasterSource.open(Catalog.load(REPO / "data_catalog.yaml").source("nc-landsat7"))
     source = source.select(NC_BANDS)

@@ -15,9 +15,15 @@ from geoseg.executor import Executor, ExecutorSpec
 from geoseg.tiling.grid import ChunkPlan
 from geoseg.types import Grid
 from geoseg.vector.components import chunk_components
-from geoseg.vector.prepared import load_components, load_traced, prepare_chunk, save_prepared
+from geoseg.vector.prepared import (
+    load_components,
+    load_traced,
+    prepare_chunk,
+    prepared_path,
+    save_prepared,
+)
 from geoseg.vector.regions import build_regions
-from geoseg.vector.vectorise import VectoriseJob, VectorSettings, prepared_path, vectorise
+from geoseg.vector.vectorise import VectoriseJob, VectorSettings, vectorise
 from tests import oracles
 
 SERIAL = Executor(ExecutorSpec("threads", 1), show_progress=False)

@@ -28,8 +28,7 @@ from geoseg.io.source import RasterSource
 from geoseg.stitch.predict import InferenceSpec, TileModel, WindowPrediction, predict_window
 from geoseg.stitch.seams import Sharing, release_shared_tiles, seam_order, shared_tiles
 from geoseg.tiling.grid import Chunk, ChunkPlan
-from geoseg.vector.prepared import prepare_chunk, save_prepared
-from geoseg.vector.vectorise import prepared_path
+from geoseg.vector.prepared import prepare_chunk, prepared_path, save_prepared
 
 ModelFactory = Callable[[], TileModel]
 

@@ -9,7 +9,6 @@ ends with the same weights as an uninterrupted one (:mod:`geoseg.training.checkp
 
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 import time
@@ -41,13 +40,8 @@ from geoseg.training.checkpoint import EpochRecord, Kept, Progress, Stateful, ch
 from geoseg.training.chips import augment, cut, sample_chip_windows
 from geoseg.training.config import TrainConfig
 from geoseg.training.scene import Scene, load_image_set, load_scene
-from geoseg.types import Window
 
 log = logging.getLogger(__name__)
-
-
-#: A batch of chips: images ``(n, channels, T, T)`` and labels ``(n, T, T)`` (-1 = ignore).
-ChipBatch = tuple[NDArray[np.float32], NDArray[np.int64]]
 
 
 @dataclass
@@ -57,22 +51,6 @@ class TrainResult:
     bundle: Path
     meta: BundleMeta
     history: list[EpochRecord] = field(default_factory=list)
-
-
-def _chip_batch(
-    drawn: Sequence[tuple[int, Window]],
-    images: Sequence[NDArray[np.float32]],
-    targets: Sequence[NDArray[np.int64]],
-    size: int,
-    rng: np.random.Generator,
-    first: int,
-) -> ChipBatch:
-    """The batch of ``size`` chips drawn from ``first`` on: cut, augmented, stacked."""
-    pairs = [
-        augment(cut(images[i], w, 0.0), cut(targets[i], w, -1), rng)
-        for i, w in drawn[first : first + size]
-    ]
-    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def _class_weights(target: NDArray[np.int64], k: int, how: str) -> NDArray[np.float32]:
@@ -98,7 +76,6 @@ def _validate(
     network.eval()
     codes = specs[0].codes
     matrix = np.zeros((len(codes), len(codes) + 1), dtype=np.int64)
-    per_scene: dict[str, Scores] = {}
     per_source: dict[str, NDArray[np.int64]] = {}
     for scene, spec in zip(scenes, specs, strict=True):
         held = scene.split.validation
@@ -108,10 +85,8 @@ def _validate(
         own = confusion_matrix(scene.codes[held], prediction[held], codes)
         matrix += own
         per_source[scene.name] = per_source.get(scene.name, 0) + own
-    for name, own in per_source.items():
-        per_scene[name] = scores(own, codes)
     network.train()
-    return scores(matrix, codes), per_scene
+    return scores(matrix, codes), {name: scores(own, codes) for name, own in per_source.items()}
 
 
 def _chip_counts(
@@ -235,11 +210,13 @@ def train(
             batches = progress.add_task(f"epoch {epoch} batches", total=steps_per_epoch)
             losses = []
 
-            starts = range(0, len(drawn), step.batch_size)
-            make = functools.partial(_chip_batch, drawn, normalised, targets, step.batch_size, rng)
-            for images, labels in map(make, starts):
-                x = torch.from_numpy(images).to(device)
-                y = torch.from_numpy(labels).to(device)
+            for first in range(0, len(drawn), step.batch_size):
+                pairs = [
+                    augment(cut(normalised[i], w, 0.0), cut(targets[i], w, -1), rng)
+                    for i, w in drawn[first : first + step.batch_size]
+                ]
+                x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)
+                y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)
                 if step.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 optimiser.zero_grad(set_to_none=True)

@@ -12,7 +12,7 @@ atomically beside its parts, and it belongs to the chunk's record like the parts
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,14 @@ from geoseg.tiling.grid import Chunk
 from geoseg.vector.components import ChunkComponents, components_of, label_classes
 from geoseg.vector.polygonize import Outlines, trace_offset, trace_outlines
 
-_COMPONENT_FIELDS = ("classes", "counts", "anchors", "pairs", "top", "bottom", "left", "right")
-_OUTLINE_FIELDS = ("values", "coords", "ring_offsets", "polygon_offsets")
+#: The arrays saved per chunk: every field of the components but the chunk, and of the outlines.
+_COMPONENT_FIELDS = tuple(f.name for f in fields(ChunkComponents) if f.name != "chunk")
+_OUTLINE_FIELDS = tuple(f.name for f in fields(Outlines))
+
+
+def prepared_path(folder: Path, chunk: Chunk) -> Path:
+    """The prepared file of ``chunk`` in ``folder`` (a predict run's parts folder)."""
+    return folder / f"vectors-{chunk.key}.npz"
 
 
 @dataclass(frozen=True, slots=True)

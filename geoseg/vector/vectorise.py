@@ -32,7 +32,7 @@ from geoseg.vector.polygonize import (
     to_map,
     traced_to_map,
 )
-from geoseg.vector.prepared import load_components, load_traced
+from geoseg.vector.prepared import load_components, load_traced, prepared_path
 from geoseg.vector.regions import RegionTable, build_regions
 
 COLUMNS = [
@@ -89,11 +89,6 @@ class VectoriseJob:
     def prepared_path(self, chunk: Chunk) -> Path | None:
         """Where ``chunk``'s prepared file is, when the job has them."""
         return None if self.prepared is None else prepared_path(self.prepared, chunk)
-
-
-def prepared_path(folder: Path, chunk: Chunk) -> Path:
-    """The prepared file of ``chunk`` in ``folder``."""
-    return folder / f"vectors-{chunk.key}.npz"
 
 
 def components_task(job: VectoriseJob, chunk: Chunk) -> ChunkComponents:

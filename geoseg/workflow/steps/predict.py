@@ -225,6 +225,7 @@ class PlannedPredict(PlannedStep[PredictConfig]):
         outcomes = [*done.values(), *computed]
 
         styles = class_styles(meta)
+        class_map, confidence = tx.stage(self.class_map), tx.stage(self.confidence)
 
         def write_rasters() -> float:
             start = time.perf_counter()
@@ -237,7 +238,6 @@ class PlannedPredict(PlannedStep[PredictConfig]):
                     log.warning("%s is not a valid COG: %s", path, problems)
             return time.perf_counter() - start
 
-        class_map, confidence = tx.stage(self.class_map), tx.stage(self.confidence)
         if not any(o.class_counts for o in outcomes):
             log.warning(
                 "source '%s' has no valid pixels: outputs are empty (all nodata)", source.name
