@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from geoseg.catalog import Catalog
 from geoseg.training.config import ValidationConfig
-from geoseg.training.crossval import Spread, cross_validate
+from geoseg.training.crossval import FoldScore, Spread, cross_validate
 from geoseg.training.holdout import spatial_split
 from tests.conftest import REPO, needs_data
 from tests.test_train import small_nc_step
@@ -71,6 +71,25 @@ def test_spread_is_the_mean_and_sample_deviation_of_the_folds_that_scored() -> N
     assert Spread.of([None, None]) == Spread(None, None, 0)
 
 
+def test_a_multi_source_fold_keeps_each_sources_own_scores() -> None:
+    def figures(miou: float, **iou: float | None) -> dict[str, object]:
+        return {"miou": miou, "per_class": {name: {"iou": v} for name, v in iou.items()}}
+
+    metrics = {
+        "validation": figures(0.5, tree=0.6, cropland=0.4),
+        "validation_per_source": {
+            "nc": figures(0.6, tree=0.6, cropland=None),
+            "s2": figures(0.4, tree=0.4, cropland=0.4),
+        },
+    }
+    fold = FoldScore.of(2, metrics)
+    assert fold.fold == 2 and fold.miou == 0.5 and fold.per_class == {"tree": 0.6, "cropland": 0.4}
+    assert fold.per_source["nc"] == {"mIoU": 0.6, "tree": 0.6, "cropland": None}
+    assert fold.per_source["s2"]["cropland"] == 0.4
+    metrics["validation_per_source"] = {"nc": figures(0.5, tree=0.6)}
+    assert FoldScore.of(0, metrics).per_source == {}, "one source: the overall figures say it"
+
+
 @needs_data()
 def test_cross_validation_trains_one_model_per_fold_and_reports_mean_and_spread(
     tmp_path: Path,
@@ -80,7 +99,8 @@ def test_cross_validation_trains_one_model_per_fold_and_reports_mean_and_spread(
     assert [f.fold for f in result.folds] == [0, 1, 2]
     assert result.miou.n == 3 and result.miou.mean is not None and result.miou.std is not None
     assert "3-fold cross-validation over spatial blocks of 48 px" in result.protocol
-    assert "last epoch kept" in result.protocol and "| tree |" in result.markdown()
+    assert "last epoch kept" in result.protocol and result.per_class["tree"].n == 3
+    assert result.per_source == {}, "one source: no per-source breakdown"
     assert (tmp_path / "crossval.json").exists()
     for fold in range(3):
         assert (tmp_path / f"fold-{fold}.geoseg" / "bundle.json").exists()
@@ -98,4 +118,6 @@ def test_a_train_step_with_cross_validation_reports_it_in_its_bundle_and_card(
     assert len(crossval["folds"]) == 2 and crossval["miou"]["n"] == 2
     card = (result.bundle / "MODEL_CARD.md").read_text()
     assert "## Cross-validation of the recipe" in card and "2-fold cross-validation" in card
+    tree = crossval["per_class"]["tree"]
+    assert f"| tree | {tree['mean']:.3f} +- {tree['std']:.3f} (n=2) |" in card
     assert (tmp_path / "m.geoseg.checkpoints" / "crossval" / "crossval.json").exists()

@@ -51,8 +51,9 @@ class Epochs:
         return sample_chip_windows(*args)
 
 
-def tiny_training(path: Path, bundle: Path, epochs: int) -> Path:
-    """A workflow training a tiny U-Net on the NC scene for a few seconds (one batch an epoch)."""
+def tiny_training(path: Path, bundle: Path, epochs: int, extra: str = "") -> Path:
+    """A workflow training a tiny U-Net on the NC scene for a few seconds (one batch an epoch);
+    ``extra``: more train-step lines."""
     path.write_text(
         f"version: 1\ncatalog: {REPO / 'data_catalog.yaml'}\nsteps:\n  - train:\n"
         f"      source: nc-landsat7\n      bands: [{', '.join(NC_BANDS)}]\n"
@@ -60,7 +61,7 @@ def tiny_training(path: Path, bundle: Path, epochs: int) -> Path:
         "      batch_size: 8\n      chip_size: 32\n      overlap: 8\n      threads: 1\n"
         "      device: cpu\n      network: {architecture: Unet, encoder: resnet18, "
         "encoder_depth: 2, decoder_channels: [16, 8]}\n"
-        "      validation: {block_size: 48, fraction: 0.2, buffer: 4}\n",
+        "      validation: {block_size: 48, fraction: 0.2, buffer: 4}\n" + extra,
         encoding="utf-8",
     )
     return path
@@ -144,6 +145,32 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(
     assert without_timings(metas[0].metrics) == without_timings(metas[1].metrics)
     cards = [(b / CARD_FILE).read_text(encoding="utf-8") for b in (reference, bundle)]
     assert cards[0] == cards[1]
+
+
+@needs_data()
+def test_with_a_checkpoint_every_two_epochs_a_resume_redoes_the_epochs_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    epochs = Epochs(monkeypatch)
+    every = "      checkpoint_every: 2\n      validate_every: 3\n"
+    reference = tmp_path / "reference" / "tiny.geoseg"
+    run_workflow(tiny_training(tmp_path / "ref.yaml", reference, 4, every), show_progress=False)
+    bundle = tmp_path / "resumed" / "tiny.geoseg"
+    workflow = tiny_training(tmp_path / "resumed.yaml", bundle, 4, every)
+    parts = bundle.parent / ".tiny.geoseg.work" / "parts"
+    epochs.next_run(kill_at=4)
+    with pytest.raises(Killed):
+        run_workflow(workflow, show_progress=False)
+    assert checkpoint(parts / LAST)["epoch"] == 2, "epoch 3 left no checkpoint"
+    epochs.next_run()
+    run_workflow(workflow, show_progress=False, resume=True)
+    assert epochs.started == 2, "epochs 3 and 4 trained again"
+    metas = [load_meta(b) for b in (reference, bundle)]
+    assert metas[0].weights_sha256 == metas[1].weights_sha256
+    assert [r["epoch"] for r in metas[1].metrics["history"]] == [3, 4], "validated epochs"
+    assert without_timings(metas[0].metrics) == without_timings(metas[1].metrics)
+    best = checkpoint(checkpoint_folder(bundle) / "best.pt")
+    assert best["epoch"] == metas[1].metrics["best_epoch"], "best.pt: the kept epoch"
 
 
 @needs_data()

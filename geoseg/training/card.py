@@ -91,15 +91,34 @@ def model_card(meta: BundleMeta, notes: str = "") -> str:
     crossval = meta.metrics.get("cross_validation")
     if crossval:
         lines += ["## Cross-validation of the recipe", "", crossval["protocol"] + ".", ""]
-        lines += ["| class | IoU, mean +- sd over folds | folds scored |", "|---|---|---|"]
-        for name, spread in [("mIoU", crossval["miou"]), *crossval["per_class"].items()]:
-            lines.append(
-                f"| {name} | {_fmt(spread['mean'])} +- {_fmt(spread['std'])} | {spread['n']} |"
-            )
-        lines.append("")
+        lines += _crossval_table(crossval)
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]
     return "\n".join(lines)
+
+
+def _crossval_table(crossval: dict[str, Any]) -> list[str]:
+    """Per class, IoU mean +- sd over the folds that held it (and n): overall, then per source."""
+    columns = {"all sources": {"mIoU": crossval["miou"], **crossval["per_class"]}}
+    columns.update(crossval.get("per_source") or {})
+
+    def cell(spread: dict[str, Any] | None) -> str:
+        if spread is None or spread["mean"] is None:
+            return "absent"
+        return f"{_fmt(spread['mean'])} +- {_fmt(spread['std'])} (n={spread['n']})"
+
+    rows = dict.fromkeys(name for column in columns.values() for name in column)
+    return [
+        "| class | " + " | ".join(f"IoU {name}" for name in columns) + " |",
+        "|---|" + "---|" * len(columns),
+        *(
+            f"| {row} | " + " | ".join(cell(c.get(row)) for c in columns.values()) + " |"
+            for row in rows
+        ),
+        "",
+        "IoU: mean +- sample standard deviation over the folds that held the class (n folds).",
+        "",
+    ]
 
 
 def _kept(meta: BundleMeta) -> str:

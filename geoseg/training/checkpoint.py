@@ -83,6 +83,7 @@ class Progress:
     epoch: int = 0
     history: list[EpochRecord] = field(default_factory=list)
     kept: Kept | None = None
+    saved: int = 0  # the epoch of the last checkpoint written or resumed from
 
     def save(
         self,
@@ -97,7 +98,7 @@ class Progress:
         schedule by name, ``rng`` the generator of chips and augmentations.
         """
         kept = self.kept
-        if kept is not None and kept.epoch == self.epoch:
+        if kept is not None and kept.epoch > self.saved:  # kept since the last checkpoint
             save_checkpoint(folder / BEST, {"epoch": kept.epoch, "state_dict": kept.state})
         record = {
             "history": [vars(r) for r in self.history],
@@ -114,6 +115,7 @@ class Progress:
             **{name: item.state_dict() for name, item in stateful.items()},
         }
         save_checkpoint(folder / LAST, content)
+        self.saved = self.epoch
 
     @classmethod
     def resume(
@@ -144,6 +146,7 @@ class Progress:
             kept = record["kept"]
             return cls(
                 epoch=int(content["epoch"]),
+                saved=int(content["epoch"]),
                 history=[EpochRecord(**r) for r in record["history"]],
                 kept=None if kept is None else Kept(state=content["kept_state_dict"], **kept),
             )

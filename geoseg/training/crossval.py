@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from geoseg.catalog import Catalog
 from geoseg.training.config import TrainConfig
@@ -24,11 +25,32 @@ from geoseg.training.loop import train
 
 @dataclass(frozen=True, slots=True)
 class FoldScore:
-    """One fold: its mIoU and per-class IoU on the items it held out."""
+    """One fold: its mIoU and per-class IoU on the items it held out, overall and per source."""
 
     fold: int
     miou: float | None
     per_class: dict[str, float | None]
+    per_source: dict[str, dict[str, float | None]]
+
+    @classmethod
+    def of(cls, fold: int, metrics: dict[str, Any]) -> FoldScore:
+        """The fold's scores from its bundle's ``metrics`` (each source's mIoU under "mIoU")."""
+
+        def scores(figures: dict[str, Any]) -> dict[str, float | None]:
+            return {name: c.get("iou") for name, c in figures["per_class"].items()}
+
+        per_source = metrics.get("validation_per_source") or {}
+        return cls(
+            fold,
+            metrics["validation"].get("miou"),
+            scores(metrics["validation"]),
+            {
+                source: {"mIoU": figures.get("miou"), **scores(figures)}
+                for source, figures in per_source.items()
+            }
+            if len(per_source) > 1
+            else {},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +80,11 @@ class CrossValidation:
     folds: list[FoldScore]
     miou: Spread
     per_class: dict[str, Spread]
+    per_source: dict[str, dict[str, Spread]]
 
     def to_json(self) -> str:
         """The result as JSON (``crossval.json``)."""
         return json.dumps(asdict(self), indent=2)
-
-    def markdown(self) -> str:
-        """A table: per class, mean +- sd over the folds that held it."""
-
-        def cell(s: Spread) -> str:
-            return "-" if s.mean is None else f"{s.mean:.3f} +- {s.std:.3f} (n={s.n})"
-
-        rows = [f"| mIoU | {cell(self.miou)} |"]
-        rows += [f"| {name} | {cell(s)} |" for name, s in self.per_class.items()]
-        return "\n".join([f"{self.protocol}", "", "| | IoU |", "|---|---|", *rows])
 
 
 def cross_validate(
@@ -84,15 +97,9 @@ def cross_validate(
         validation = step.validation.model_copy(update={"folds": folds, "fold": fold})
         recipe = step.model_copy(update={"validation": validation, "keep": "last"})
         meta = train(recipe, catalog, folder / f"fold-{fold}.geoseg", show_progress).meta
-        figures = meta.metrics["validation"]
-        scores.append(
-            FoldScore(
-                fold,
-                figures.get("miou"),
-                {name: c.get("iou") for name, c in figures["per_class"].items()},
-            )
-        )
+        scores.append(FoldScore.of(fold, meta.metrics))
     names = list(dict.fromkeys(n for s in scores for n in s.per_class))
+    sources = list(dict.fromkeys(source for s in scores for source in s.per_source))
     unit = "images" if step.image_set else f"spatial blocks of {step.validation.block_size} px"
     protocol = (
         f"{folds}-fold cross-validation over {unit} (seed {step.seed}; each fold scored on the "
@@ -105,6 +112,13 @@ def cross_validate(
         scores,
         Spread.of([s.miou for s in scores]),
         {n: Spread.of([s.per_class.get(n) for s in scores]) for n in names},
+        {
+            source: {
+                n: Spread.of([s.per_source.get(source, {}).get(n) for s in scores])
+                for n in ["mIoU", *names]
+            }
+            for source in sources
+        },
     )
     (folder / "crossval.json").write_text(result.to_json(), encoding="utf-8")
     return result

@@ -230,10 +230,17 @@ def train(
                 progress.advance(batches)
             progress.remove_task(batches)
             mean_loss = float(np.mean(losses))
-            state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-            if epoch % step.validate_every and epoch != step.epochs:
+            last = epoch == step.epochs
+            validating = not epoch % step.validate_every or last
+            saving = not epoch % step.checkpoint_every or last
+            if not validating:
                 log.info("epoch %d loss %.4f (not validated)", epoch, mean_loss)
-            else:
+            state = (
+                {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+                if validating or saving
+                else {}
+            )
+            if validating:
                 result, per_source = _validate(network, device, scenes, specs)
                 per_scene = {name: own.miou for name, own in per_source.items()}
                 record = EpochRecord(
@@ -257,7 +264,8 @@ def train(
                         {name: own.as_dict(names) for name, own in per_source.items()},
                     )
             done.epoch = epoch
-            done.save(checkpoints, state, stateful, rng)  # after validation: a complete epoch
+            if saving:
+                done.save(checkpoints, state, stateful, rng)  # after validation: complete
             progress.advance(epochs)
     kept = done.kept
     if kept is None:  # epochs >= 1 always records one
