@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pyogrio
@@ -236,6 +237,35 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path, tiny_bundle:
         pytest.raises(OutputExistsError, match=r"another geoseg run \(pid \d+\) is writing .*out"),
     ):
         run_workflow(workflow, show_progress=False)
+    assert not (tmp_path / "out" / LOCK_FILE).exists(), "the holder removes it as it ends"
+    run_workflow(workflow, show_progress=False)
+    assert (tmp_path / "out" / "classes.tif").exists()
+    assert not (tmp_path / "out" / LOCK_FILE).exists(), "a finished run leaves no lock file"
+
+
+def test_a_lock_taken_on_a_file_its_holder_just_removed_is_taken_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of removing lock files: B opens the file, A finishes and unlinks it, B locks
+    the orphan. B must notice and lock a file that is really at the path."""
+    from geoseg.workflow.lock import output_lock
+
+    path = tmp_path / "out" / ".geoseg.lock"
+    path.parent.mkdir()
+    path.write_text("pid 1")
+    orphan = os.open(path, os.O_RDWR)
+    path.unlink()  # the previous holder finished
+    real_open, opened = os.open, []
+
+    def open_orphan_first(*args: Any, **kwargs: Any) -> int:
+        opened.append(args[0])
+        return orphan if len(opened) == 1 else real_open(*args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_orphan_first)
+    with output_lock(path):
+        assert len(opened) == 2, "the orphan was dropped and the path opened again"
+        assert path.read_text() == f"pid {os.getpid()}"
+    assert not path.exists()
 
 
 @pytest.mark.slow
