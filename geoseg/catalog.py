@@ -28,6 +28,8 @@ class BandSpec(ClosedModel):
 
     name: str = Field(min_length=1)
     file: str | None = None
+    # A STAC source's band in the item (asset key, common name or band name); default: ``name``.
+    asset: str | None = None
     band: int | None = Field(default=None, ge=1)
     nodata: float | None = None
     scale: float = 1.0
@@ -67,11 +69,15 @@ class LabelSpec(ClosedModel):
 
 
 class SourceSpec(ClosedModel):
-    """A named source: one multi-band file, or single-band files stacked in order."""
+    """A named source: one multi-band file, single-band files stacked in order, or a STAC Item.
+
+    A ``stac:`` source finds each band among the item's assets (:mod:`geoseg.io.stac`).
+    """
 
     description: str = ""
     licence: str = ""
     file: str | None = None
+    stac: str | None = None
     bands: list[BandSpec] = Field(min_length=1)
     units: str = "DN"
     nodata: float | None = None
@@ -80,7 +86,19 @@ class SourceSpec(ClosedModel):
 
     @model_validator(mode="after")
     def _every_band_has_a_file(self) -> SourceSpec:
-        missing = [b.name for b in self.bands if b.file is None and self.file is None]
+        if self.stac is not None:
+            named = [b.name for b in self.bands if b.file is not None]
+            if self.file is not None or named:
+                raise ValueError(
+                    "a 'stac:' source finds its bands' files in the item's assets: remove "
+                    f"'file' from {'the source' if self.file else 'bands ' + str(named)}"
+                )
+        stray = [b.name for b in self.bands if b.asset is not None and self.stac is None]
+        if stray:
+            raise ValueError(f"bands {stray} give 'asset', which only a 'stac:' source has")
+        missing = [
+            b.name for b in self.bands if b.file is None and self.file is None and not self.stac
+        ]
         if missing:
             raise ValueError(
                 f"bands {missing} name no 'file' and the source has no 'file': give either"
@@ -398,6 +416,8 @@ def resolve_location(text: str, base: Path) -> Location:
 
 def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
     """Turn a source spec into absolute paths (or URLs) and explicit band indexes."""
+    if spec.stac is not None:
+        return _resolve_stac_source(name, spec, base)
     bands = []
     for position, band in enumerate(spec.bands):
         file = band.file if band.file is not None else spec.file
@@ -415,7 +435,54 @@ def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
                 band.offset,
             )
         )
-    labels = tuple(
+    return SourceRef(
+        name,
+        tuple(bands),
+        spec.units,
+        spec.crs,
+        _labels(name, spec, base),
+        spec.description,
+        spec.licence,
+    )
+
+
+def _resolve_stac_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
+    """A ``stac:`` source: each band from the item's assets; the catalog's values win."""
+    from geoseg.io.stac import StacItem
+
+    item = StacItem.read(resolve_location(str(spec.stac), base))
+    bands, units = [], set()
+    for band in spec.bands:
+        found = item.band(band.asset or band.name)
+        given = band.model_fields_set
+        nodata = band.nodata if band.nodata is not None else found.nodata
+        bands.append(
+            BandRef(
+                band.name,
+                found.location,
+                band.band if band.band is not None else found.band,
+                nodata if nodata is not None else spec.nodata,
+                band.scale if "scale" in given or found.scale is None else found.scale,
+                band.offset if "offset" in given or found.offset is None else found.offset,
+            )
+        )
+        units.add(found.unit)
+    stated = units.pop() if len(units) == 1 else None
+    when = item.properties.get("datetime") or item.properties.get("start_datetime") or ""
+    return SourceRef(
+        name,
+        tuple(bands),
+        spec.units if "units" in spec.model_fields_set or not stated else str(stated),
+        spec.crs,
+        _labels(name, spec, base),
+        spec.description or f"STAC item {item.id} ({when}) at {item.location}",
+        spec.licence or str(item.properties.get("license", "")),
+    )
+
+
+def _labels(name: str, spec: SourceSpec, base: Path) -> tuple[LabelRef, ...]:
+    """A source's label layers, resolved."""
+    return tuple(
         LabelRef(
             label_name,
             _label_location(name, label_name, lab, base),
@@ -428,9 +495,6 @@ def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
             lab.reproject,
         )
         for label_name, lab in spec.labels.items()
-    )
-    return SourceRef(
-        name, tuple(bands), spec.units, spec.crs, labels, spec.description, spec.licence
     )
 
 
