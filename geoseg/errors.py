@@ -87,6 +87,10 @@ class InterruptedRun(GeoSegError):
     exit_code = 130
 
 
+class ScenesFailedError(GeoSegError):
+    """Some scenes of a many-scene job failed; the others were done (see its summary)."""
+
+
 class ResourceError(ConfigError):
     """A step's settings need more memory than the machine has, or a tile larger than the scene."""
 

@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 import rasterio.windows
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.transform import array_bounds
 
+from geoseg.crs import same_place
 from geoseg.errors import GeoreferenceError
 
 if TYPE_CHECKING:
@@ -240,6 +242,12 @@ class Grid:
         """The transform of a window's top-left pixel."""
         return self.transform @ Affine.translation(window.col, window.row)
 
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """Left, bottom, right, top, in CRS units (pixel edges)."""
+        west, south, east, north = array_bounds(self.height, self.width, self.transform)
+        return (float(west), float(south), float(east), float(north))
+
     def same_as(self, other: Grid, tolerance: float = 1e-9) -> bool:
         """Same shape, same transform (to ``tolerance`` of a pixel) and an equivalent CRS."""
         if self.shape != other.shape:
@@ -247,11 +255,22 @@ class Grid:
         size = max(self.pixel_size)
         if not self.transform.almost_equals(other.transform, precision=tolerance * size):
             return False
-        if self.crs is None or other.crs is None:
-            return self.crs is None and other.crs is None
-        # rasterio compares with GDAL's OSRIsSame: NC's unnamed LCC with a null TOWGS84 and
-        # EPSG:3358 are the same CRS written differently.
-        return bool(self.crs == other.crs)
+        return self.same_crs(other.crs)
+
+    def same_crs(self, crs: CRS | None) -> bool:
+        """Whether ``crs`` is this grid's CRS, for its pixels.
+
+        rasterio compares with GDAL's OSRIsSame: NC's unnamed LCC with a null TOWGS84 and
+        EPSG:3358 are the same CRS written differently. Failing that, two codes for one place
+        are the same when no pixel of the grid moves by a tenth of its size: the NC imagery's
+        CRS, read as EPSG:32119 (NAD83), and its labels' EPSG:3358 (NAD83(HARN)) are 0.8 m
+        apart there, datum realisations that GDAL itself does not tell apart (geoseg.crs).
+        """
+        if self.crs is None or crs is None:
+            return self.crs is None and crs is None
+        if self.crs == crs:
+            return True
+        return same_place(self.crs, crs, self.bounds, max(self.pixel_size) / 10)
 
     def describe(self) -> str:
         """One line: size, pixel size and CRS name."""

@@ -18,6 +18,7 @@ PACKAGE = REPO / "geoseg"
 #: is importable from everywhere.
 LAYERS = {
     "errors": 0,
+    "crs": 0,
     "types": 1,
     "config": 1,
     "classes": 1,

@@ -1,11 +1,11 @@
-"""Outputs carry the EPSG code of a CRS that is one in all but name (geoseg.io.crs)."""
+"""Outputs carry the EPSG code of a CRS that is one in all but name (geoseg.crs)."""
 
 from __future__ import annotations
 
 import rasterio
 from rasterio.crs import CRS
 
-from geoseg.io.crs import with_epsg_code
+from geoseg.crs import with_epsg_code
 from tests.conftest import REPO
 
 SAMPLE = REPO / "samples" / "nc_landsat7_2000.tif"

@@ -51,7 +51,7 @@ def zone_layer(path: Path, layer: str | None, grid: Grid) -> gpd.GeoDataFrame:
     frame = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
     if frame.crs is None:
         raise CatalogError(f"zone layer {path} has no CRS; set one (ogr2ogr -a_srs)")
-    if rasterio.crs.CRS.from_wkt(frame.crs.to_wkt()) != grid.crs:
+    if not grid.same_crs(rasterio.crs.CRS.from_wkt(frame.crs.to_wkt())):
         raise GridMismatchError(
             f"zone layer {path} is in {frame.crs.to_string()}, the class map in "
             f"{grid.crs_name}; reproject the zones (ogr2ogr -t_srs)"

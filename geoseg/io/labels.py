@@ -113,7 +113,7 @@ class VectorLabels:
         crs = CRS.from_user_input(info["crs"]) if info["crs"] else None
         if crs is None:
             raise CatalogError(f"label layer {ref.path} has no CRS; set one (ogr2ogr -a_srs)")
-        if crs != grid.crs and not ref.reproject:
+        if not grid.same_crs(crs) and not ref.reproject:
             raise GridMismatchError(
                 f"labels '{ref.name}' ({ref.path}) are in {crs.to_string()}, source "
                 f"'{source_name}' is in {grid.crs_name}; add 'reproject: true' to the "
@@ -138,7 +138,7 @@ class VectorLabels:
         corners = [transform @ (c, r) for c in (0, window.width) for r in (0, window.height)]
         xs, ys = [p[0] for p in corners], [p[1] for p in corners]
         bbox = shapely.box(min(xs), min(ys), max(xs), max(ys))
-        if self.crs != self.grid.crs:
+        if not self.grid.same_crs(self.crs):
             bbox = _reproject(bbox, self.grid.crs, self.crs)
         frame = pyogrio.read_dataframe(
             self.ref.path,
@@ -148,7 +148,7 @@ class VectorLabels:
         )
         if frame.empty:
             return out
-        if self.crs != self.grid.crs:
+        if not self.grid.same_crs(self.crs):
             frame = frame.to_crs(self.grid.crs_wkt)
         codes = np.array([self._code(v) for v in frame[self.ref.attribute]], dtype=np.int64)
         keep = codes > 0

@@ -21,8 +21,8 @@ from numpy.typing import NDArray
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 
+from geoseg.crs import with_epsg_code
 from geoseg.errors import GeoreferenceError, RasterOpenError, RasterReadError, root_cause
-from geoseg.io.crs import with_epsg_code
 from geoseg.io.remote import explain, open_remote
 from geoseg.types import Grid, Location, Window, is_remote
 
@@ -94,7 +94,7 @@ def checked_grid(dataset: rasterio.DatasetReader, path: Location, crs: str | Non
             f"raster {path} has no CRS. Set one in the file (gdal_edit.py -a_srs EPSG:XXXX) or "
             "assert it in the catalog source with 'crs: EPSG:XXXX'"
         )
-    # One hundredth of a pixel: an equivalent EPSG CRS moves no pixel (geoseg.io.crs).
+    # One hundredth of a pixel: an equivalent EPSG CRS moves no pixel (geoseg.crs).
     tolerance = abs(dataset.transform.a) / 100
     file_crs = with_epsg_code(file_crs, tuple(dataset.bounds), tolerance)
     return Grid(dataset.height, dataset.width, dataset.transform, file_crs)

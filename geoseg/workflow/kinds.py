@@ -17,6 +17,7 @@ from geoseg.workflow.steps.images import PlannedImages
 from geoseg.workflow.steps.import_annotations import PlannedImportAnnotations
 from geoseg.workflow.steps.label_qa import PlannedLabelQa
 from geoseg.workflow.steps.predict import PlannedPredict
+from geoseg.workflow.steps.scenes import PlannedScenes
 from geoseg.workflow.steps.train import PlannedTrain
 from geoseg.workflow.steps.zonal import PlannedZonal
 
@@ -30,6 +31,7 @@ KINDS: dict[str, type[PlannedStep[Any]]] = {
         PlannedZonal,
         PlannedChange,
         PlannedImages,
+        PlannedScenes,
         PlannedExportAnnotations,
         PlannedImportAnnotations,
         PlannedLabelQa,

@@ -12,7 +12,7 @@ import errno
 import logging
 import shutil
 from collections.abc import Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from rasterio.errors import RasterioError
 
 from geoseg.errors import DiskFullError, EnvironmentFailure, GeoSegError, InterruptedRun, root_cause
-from geoseg.executor import ExecutorSpec, open_executor
+from geoseg.executor import Executor, ExecutorSpec, open_executor
 from geoseg.workflow.lock import output_lock
 from geoseg.workflow.manifest import Figures
 from geoseg.workflow.plan import Plan, plan_workflow
@@ -66,11 +66,14 @@ def run_plan(
     show_progress: bool = True,
     resume: bool = False,
     executor: ExecutorSpec | None = None,
+    opened: Executor | None = None,
 ) -> list[StepReport[Any]]:
     """Lock the outputs, decide every step's state, then execute the steps in order.
 
     Ctrl-C (or SIGTERM, as the CLI maps it) anywhere ends in :class:`InterruptedRun` saying what
     is complete and what was kept; the executor settles its running tasks before the locks go.
+    ``opened``: an executor already open (a nested plan runs on its caller's), else one is
+    opened for ``executor`` (default: the plan's).
     """
     spec = executor or plan.executor
     reports: list[StepReport[Any]] = []
@@ -79,9 +82,18 @@ def run_plan(
             for lock in dict.fromkeys(step.lock for step in plan.steps):
                 locks.enter_context(output_lock(lock))  # before any hashing or compute
             decisions, checked = _decide(plan, spec, overwrite, resume)
-            with open_executor(spec, show_progress) as ex:
+            running = nullcontext(opened) if opened else open_executor(spec, show_progress)
+            with running as ex:
                 ctx = RunContext(
-                    plan.path, plan.catalog, ex, show_progress, plan.origin, plan.protected
+                    plan.path,
+                    plan.catalog,
+                    ex,
+                    show_progress,
+                    plan.origin,
+                    plan.protected,
+                    spec,
+                    overwrite,
+                    resume,
                 )
                 for step, decision in zip(plan.steps, decisions, strict=True):
                     reports.append(_run_step(step, decision, ctx, spec, step.index in checked))

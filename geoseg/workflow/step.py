@@ -94,6 +94,10 @@ class RunContext:
     show_progress: bool
     origin: str | None = None
     protected: frozenset[Path] = frozenset()
+    # The run's own flags, for steps that run nested plans (predict_scenes: one per scene).
+    spec: ExecutorSpec = field(default_factory=ExecutorSpec)
+    overwrite: bool = False
+    resume: bool = False
 
     def where(self, step: PlannedStep[Any]) -> str:
         """``step``'s place in the workflow, for messages."""

@@ -84,17 +84,22 @@ class VectorConfig(ClosedModel):
         return "outlines" if self.settings.min_pixels(grid) == 0 else "components"
 
 
-class PredictConfig(InferenceConfig):
-    """Predict a source with a model bundle: class map, confidence, polygons."""
+class PredictOptions(InferenceConfig):
+    """How to predict with a model bundle: tiling, chunks, vectorising, confidence storage."""
 
-    source: str
     model: str
-    output: str
     chunk_size: int = Field(default=1024, ge=64)
     vector: VectorConfig = Field(default_factory=VectorConfig)
     # float32 (the default: exact) or uint8 (a quarter of the size, steps of 1/254, the real
     # probability through the band's scale in GDAL and QGIS).
     confidence: Literal["float32", "uint8"] = "float32"
+
+
+class PredictConfig(PredictOptions):
+    """Predict a source with a model bundle: class map, confidence, polygons."""
+
+    source: str
+    output: str
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ STAC 1.1 ``bands`` ``common_name``, ``eo:common_name``) or band name (``B04``). 
 scale and offset come from the asset's ``raster:bands`` (STAC 1.1: ``nodata``, ``raster:scale``,
 ``raster:offset`` on ``bands``) unless the catalog gives them, so the source reads the values
 the item says it holds. Hrefs are resolved against the item's own location. Reading the item is
-the only I/O here; the assets are opened later, like any catalog file.
+the only I/O here, done when the source is resolved (never when the catalog is loaded); the
+assets are opened later, like any catalog file.
 """
 
 from __future__ import annotations
@@ -170,3 +171,65 @@ def _number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class SceneItem:
+    """One item of a STAC catalog, collection or ItemCollection: its id, href and date."""
+
+    id: str
+    location: Location
+    datetime: str
+
+
+def stac_scenes(location: Location) -> list[SceneItem]:
+    """Every item of a static STAC catalog, collection or ItemCollection, in the order listed.
+
+    A catalog or collection is walked recursively; an ItemCollection's items must link to their
+    own JSON (``self``). Items are named by their href, so each scene is read later exactly as
+    a ``stac:`` source is. Raises :class:`CatalogError` naming what cannot be read.
+    """
+    import pystac
+
+    href = location.url if isinstance(location, RemoteLocation) else str(location)
+    try:
+        data = pystac.StacIO.default().read_json(href)
+    except Exception as exc:  # pystac raises whatever its reader does (OSError, URLError...)
+        raise CatalogError(f"cannot read the STAC catalog {location}: {exc}") from exc
+    kind = data.get("type") if isinstance(data, dict) else None
+    try:
+        if kind == "FeatureCollection":
+            collection = pystac.ItemCollection.from_dict(data, preserve_dict=False)
+            items = list(collection.items)
+            loose = [i.id for i in items if i.get_self_href() is None]
+            if loose:
+                raise CatalogError(
+                    f"the ItemCollection {location} holds items without a 'self' link "
+                    f"({', '.join(loose[:5])}): save them as a static catalog (pystac: "
+                    "catalog.normalize_hrefs(FOLDER); catalog.save()) and name its catalog.json"
+                )
+        elif kind in ("Catalog", "Collection"):
+            catalog = pystac.read_file(href)
+            assert isinstance(catalog, pystac.Catalog)
+            items = list(catalog.get_items(recursive=True))
+        else:
+            raise CatalogError(
+                f"{location} is not a STAC catalog, collection or ItemCollection (its type is "
+                f"{kind!r}); name the catalog.json or collection.json of a static catalog"
+            )
+    except pystac.STACError as exc:
+        raise CatalogError(f"the STAC catalog {location} is not valid STAC: {exc}") from exc
+    scenes = []
+    for item in items:
+        self_href = item.get_self_href()
+        assert self_href is not None  # items read from files, or refused above
+        when = item.datetime.isoformat() if item.datetime else ""
+        scenes.append(SceneItem(item.id, _location(self_href), when))
+    return scenes
+
+
+def _location(href: str) -> Location:
+    """An item href as geoseg keeps locations: a remote object or an absolute path."""
+    if "://" in href and not href.startswith("file://"):
+        return RemoteLocation(href)
+    return Path(href.removeprefix("file://")).resolve()

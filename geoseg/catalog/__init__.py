@@ -71,7 +71,7 @@ class LabelSpec(ClosedModel):
 class SourceSpec(ClosedModel):
     """A named source: one multi-band file, single-band files stacked in order, or a STAC Item.
 
-    A ``stac:`` source finds each band among the item's assets (:mod:`geoseg.io.stac`).
+    A ``stac:`` source finds each band among the item's assets (:mod:`geoseg.catalog.stac`).
     """
 
     description: str = ""
@@ -448,7 +448,7 @@ def resolve_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
 
 def _resolve_stac_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
     """A ``stac:`` source: each band from the item's assets; the catalog's values win."""
-    from geoseg.io.stac import StacItem
+    from geoseg.catalog.stac import StacItem
 
     item = StacItem.read(resolve_location(str(spec.stac), base))
     bands, units = [], set()
