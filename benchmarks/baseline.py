@@ -1,6 +1,6 @@
 """Classical baseline: a per-pixel random forest vs geoseg's default model, same hold-out.
 
-    python benchmarks/baseline.py [--model models/landcover-nc-l7.geoseg] [--workflow
+    python benchmarks/baseline.py [--model models/landcover.geoseg] [--workflow
         workflows/train-default.yaml]
 
 Both are scored by geoseg's own ``evaluate`` code on the NC Landsat 7 scene's spatial hold-out:
@@ -44,7 +44,7 @@ def write_map(path: Path, data: np.ndarray, profile: dict) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=common.REPO / "models/landcover-nc-l7.geoseg")
+    parser.add_argument("--model", type=Path, default=common.REPO / "models/landcover.geoseg")
     parser.add_argument(
         "--workflow", type=Path, default=common.REPO / "workflows/train-default.yaml"
     )
@@ -57,22 +57,17 @@ def main() -> None:
     _, _, steps = load_workflow(args.workflow)
     step = next(s.config for s in steps if isinstance(s.config, TrainConfig))
     catalog = Catalog.load(common.REPO / "data_catalog.yaml")
-    source = RasterSource.open(catalog.source(step.source))
+    first = step.inputs[0]  # the NC scene: the default model's first source
+    source = RasterSource.open(catalog.source(first.source))
     source = source.select(step.bands or list(source.band_names))
-    labels = open_labels(source, step.labels)
+    labels = open_labels(source, first.labels)
     image = source.read(source.grid.window)
     valid = valid_mask(image)
     codes = np.where(valid, labels.read(source.grid.window), 0).astype(np.uint8)
     meta = load_meta(args.model)
     classes = list(meta.class_codes)
     usable = np.where(np.isin(codes, classes), codes, 0)
-    split = spatial_split(
-        usable,
-        step.validation.block_size,
-        step.validation.fraction,
-        step.validation.buffer,
-        step.seed,
-    )
+    split = spatial_split(usable, step.validation, step.seed)
 
     folder = common.CACHE / "baseline"
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,7 +102,7 @@ def main() -> None:
     predict_wf = folder / "predict.yaml"
     predict_wf.write_text(
         f"version: 1\ncatalog: {common.REPO / 'data_catalog.yaml'}\nsteps:\n  - predict:\n"
-        f"      source: {step.source}\n      model: {args.model}\n      output: {folder / 'cnn'}\n"
+        f"      source: {first.source}\n      model: {args.model}\n      output: {folder / 'cnn'}\n"
         "      vector: {enabled: false}\n",
         encoding="utf-8",
     )

@@ -5,7 +5,7 @@ the one-liners and peers, side by side in one run.
 
 The scene is the NC Landsat 7 sample (``samples/nc_landsat7_2000.tif``, 489 x 300 px, 6 bands,
 28.5 m) tiled ``factor`` x ``factor`` times (13: 24.8 Mpx); the model is the shipped default
-(``models/landcover-nc-l7.geoseg``: U-Net/MobileNetV2, 64 px tiles, overlap 16) with batch 8,
+(``models/landcover.geoseg``: U-Net/MobileNetV2), run with 64 px tiles, overlap 16, batch 8,
 2 threaded workers with 1 torch thread each, CPU, no minimum mapping unit, GeoPackage only.
 
 Rows (every time a wall time measured in this run, every ratio against a row of this run):
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 NC = common.REPO / "samples" / "nc_landsat7_2000.tif"
-MODEL = common.REPO / "models" / "landcover-nc-l7.geoseg"
+MODEL = common.REPO / "models" / "landcover.geoseg"
 BANDS = ["blue", "green", "red", "nir", "swir1", "swir2"]
 TILE, OVERLAP, BATCH, WORKERS = 64, 16, 8, 2
 

@@ -5,7 +5,7 @@ first use, so ``import geoseg`` stays cheap::
 
     import geoseg
 
-    report = geoseg.predict("nc-landsat7-sample", "models/landcover-nc-l7.geoseg", "out/nb")
+    report = geoseg.predict("nc-landsat7-sample", "models/landcover.geoseg", "out/nb")
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ through the same planner, transaction and executor as ``geoseg run`` (so outputs
 
     import geoseg
 
-    model = geoseg.load_model("models/landcover-nc-l7.geoseg")
+    model = geoseg.load_model("models/landcover.geoseg")
     scene = geoseg.open_source("nc-landsat7-sample", catalog="data_catalog.yaml")
     report = geoseg.predict(scene.name, model, "out/nb", catalog="data_catalog.yaml")
     print(report.figures)

@@ -17,7 +17,7 @@ from geoseg.workflow.run import run_workflow
 from tests.conftest import DATA, REPO, needs_data
 
 CATALOG = REPO / "data_catalog.yaml"
-MODEL = REPO / "models" / "landcover-nc-l7.geoseg"
+MODEL = REPO / "models" / "landcover.geoseg"
 
 
 def readme_example() -> str:
@@ -44,7 +44,7 @@ def test_readme_example_runs(
     monkeypatch.setenv("GEOSEG_DATA", str(DATA))
     exec(compile(readme_example(), "README.md", "exec"), {})
     printed = capsys.readouterr().out
-    assert "landcover-nc-l7 ('blue', 'green', 'red', 'nir', 'swir1')" in printed
+    assert "landcover ('blue', 'green', 'red', 'nir')" in printed
     assert "{'band': 6, 'y': 300, 'x': 489}" in printed and "mIoU 0." in printed
     for folder in ("notebook", "notebook-file", "notebook/evaluation"):
         manifest = json.loads((tmp_path / "out" / folder / "manifest.json").read_text())
@@ -115,11 +115,11 @@ def test_api_errors_name_the_option_and_the_fix(
     ):
         geoseg.predict(sample, MODEL, "out", bands=["red", "nir"])
     scene = geoseg.open_source(sample)
-    assert list(scene.band.values) == [*model_bands(), "swir2"], "the file's band descriptions"
+    assert list(scene.band.values) == [*model_bands(), "swir1", "swir2"], "the file's bands"
     plain = write_raster("plain.tif", np.ones((2, 4, 4), dtype=np.uint16))
     assert list(geoseg.open_source(plain).band.values) == ["band1", "band2"]
     model = geoseg.load_model(MODEL)
-    with pytest.raises(ValueError, match=r"takes \(band, y, x\) arrays with 5 bands"):
+    with pytest.raises(ValueError, match=r"takes \(band, y, x\) arrays with 4 bands"):
         model.predict_array(np.zeros((3, 8, 8), dtype=np.float32))
 
 

