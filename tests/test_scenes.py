@@ -222,3 +222,37 @@ def test_an_item_collection_without_self_links_is_refused_with_the_fix(
     workflow = job(tmp_path, tiny_bundle, f"{{stac: {path}, bands: [{{name: red}}]}}")
     with pytest.raises(ConfigError, match=r"items without a 'self' link \(x\): save them"):
         run_workflow(workflow, show_progress=False)
+
+
+@pytest.mark.slow
+def test_scenes_side_by_side_on_a_local_cluster_equal_one_after_another(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    for name, square in SQUARES.items():
+        write_scene(tmp_path / "scenes" / f"{name}.tif", *square)
+    files = f"{{files: ['{tmp_path}/scenes/*.tif']}}"
+    sequential = tmp_path / "sequential"
+    sequential.mkdir()
+    run_workflow(job(sequential, tiny_bundle, files), show_progress=False)
+    side = tmp_path / "side"
+    side.mkdir()
+    workflow = job(side, tiny_bundle, files, "      parallel: 3\n")
+    workflow.write_text(
+        workflow.read_text().replace("steps:", "executor: {kind: distributed, workers: 2}\nsteps:")
+    )
+    report = run_workflow(workflow, show_progress=False)[0]
+    assert report.figures.done == 3
+    for name in SQUARES:
+        assert same_pixels(sequential / "job" / name, side / "job" / name)
+    manifest = json.loads((side / "job" / "east" / "manifest.json").read_text())
+    assert manifest["executor"]["kind"] == "distributed"
+
+
+def test_scenes_in_parallel_without_a_cluster_are_refused(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    write_scene(tmp_path / "scenes" / "east.tif", *SQUARES["east"])
+    files = f"{{files: ['{tmp_path}/scenes/*.tif']}}"
+    workflow = job(tmp_path, tiny_bundle, files, "      parallel: 2\n")
+    with pytest.raises(ConfigError, match=r"parallel: 2 needs a Dask cluster"):
+        run_workflow(workflow, show_progress=False)

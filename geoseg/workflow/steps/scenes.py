@@ -15,6 +15,7 @@ import glob
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -25,6 +26,7 @@ from geoseg.catalog import BandSpec, Catalog, CatalogSpec, SourceSpec
 from geoseg.catalog.stac import stac_scenes
 from geoseg.config import ClosedModel
 from geoseg.errors import ConfigError, GeoSegError, ScenesFailedError
+from geoseg.executor import ExecutorSpec
 from geoseg.model.bundle import load_meta
 from geoseg.types import Location, RemoteLocation, is_remote
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
@@ -64,6 +66,9 @@ class PredictScenesConfig(PredictOptions):
     scenes: ScenesConfig
     output: str
     naming: str = "{id}"
+    # Scenes predicted at once, on a Dask cluster (``executor: distributed``); locally one scene
+    # already keeps every worker busy.
+    parallel: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _naming(self) -> PredictScenesConfig:
@@ -130,6 +135,15 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
         """The scenes' files (a STAC job's items are read when each scene runs) and the model."""
         return [*(s.location for s in self.scenes if self.config.scenes.files), self.model]
 
+    def check_resources(self, spec: ExecutorSpec, where: str) -> None:
+        """Refuse scenes in parallel without a Dask cluster to share."""
+        if self.config.parallel > 1 and spec.kind != "distributed":
+            raise ConfigError(
+                f"{where}: parallel: {self.config.parallel} needs a Dask cluster (executor: "
+                f"{{kind: distributed}}); with '{spec.kind}' one scene already keeps every worker "
+                "busy, so set parallel: 1"
+            )
+
     def describe(self) -> str:
         """``predict_scenes N scenes``."""
         return f"{self.kind} {len(self.scenes)} scenes"
@@ -140,14 +154,13 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
         from geoseg.workflow.run import run_plan
         from geoseg.workflow.schema import StepConfig
 
-        rows = []
-        for number, scene in enumerate(self.scenes, 1):
+        def one(scene: Scene) -> SceneRow:
             where = f"{ctx.where(self)} scene {scene.id}"
-            log.info("scene %d of %d: %s", number, len(self.scenes), scene.id)
+            log.info("scene %s of %s", scene.id, ctx.where(self))
             start = time.perf_counter()
             try:
                 name, catalog = self._catalog(scene, ctx)
-                options = self.config.model_dump(exclude={"scenes", "output", "naming"})
+                options = self.config.model_dump(exclude={"scenes", "output", "naming", "parallel"})
                 config = PredictConfig(**options, source=name, output=str(scene.folder))
                 plan = plan_steps(
                     ctx.workflow, catalog, [StepConfig("predict", config)], ctx.spec, where
@@ -157,18 +170,16 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
                 )[0]
             except GeoSegError as exc:
                 log.error("%s failed: %s", where, exc)
-                rows.append(self._row(scene, "failed", start, error=str(exc)))
-                continue
-            figures = report.figures
-            rows.append(
-                self._row(
-                    scene,
-                    "up to date" if report.up_to_date else "done",
-                    start,
-                    sum(figures.pixels_per_class.values()),
-                    figures.polygons,
-                )
-            )
+                return self._row(scene, "failed", start, error=str(exc))
+            status = "up to date" if report.up_to_date else "done"
+            pixels = sum(report.figures.pixels_per_class.values())
+            return self._row(scene, status, start, pixels, report.figures.polygons)
+
+        if self.config.parallel > 1:  # nested plans share the cluster's client
+            with ThreadPoolExecutor(self.config.parallel) as pool:
+                rows = list(pool.map(one, self.scenes))
+        else:
+            rows = [one(scene) for scene in self.scenes]
         figures = ScenesFigures(
             done=sum(r.status == "done" for r in rows),
             up_to_date=sum(r.status == "up to date" for r in rows),
