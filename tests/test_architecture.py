@@ -37,6 +37,7 @@ LAYERS = {
     "training": 7,
     "workflow": 8,
     "api": 9,
+    "view": 9,
     "cli": 10,
 }
 TORCH = ("torch", "torchvision", "timm", "segmentation_models_pytorch")

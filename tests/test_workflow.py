@@ -191,6 +191,7 @@ def test_predict_workflow_writes_every_output(predicted: tuple[Path, Path, int])
     report = (out / "report.html").read_text()
     assert "data:image/png;base64," in report and "Area per class" in report
     assert "licence" in report and "Model validation" in report
+    assert f"<code>geoseg view {out}</code>" in report, "the report links the web map"
     item = json.loads((out / "item.json").read_text())
     assert item["type"] == "Feature" and item["properties"]["proj:code"] == "EPSG:32119"
     assert {"classes", "confidence", "polygons-gpkg", "polygons-shp", "manifest"} <= set(

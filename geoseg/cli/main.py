@@ -324,6 +324,30 @@ def evaluate_command(
 
 
 @app.command()
+def view(
+    folder: Annotated[Path, typer.Argument(help="Output folder of a predict run.")],
+    port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    browser: Annotated[bool, typer.Option(help="Open the map in a web browser.")] = True,
+) -> None:
+    """Serve a run's outputs as a web map (imagery, classes, confidence, errors, polygons)."""
+    from geoseg.view.server import open_view
+
+    server = _guarded(lambda: open_view(folder, host, port))
+    out.print(f"web map of {folder} at {server.url} (Ctrl-C to stop)", highlight=False)
+    if browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command()
 def inspect(raster: Annotated[Path, typer.Argument(help="Raster file.")]) -> None:
     """Print a raster's CRS, size, bands, dtype, nodata and block layout."""
     from geoseg.io.raster import inspect_raster

@@ -69,6 +69,18 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _web_map(folder: Path | None) -> str:
+    """How to open the run as a web map (``geoseg view``), with a link to its address."""
+    if folder is None:
+        return ""
+    return (
+        '<p class="webmap">Interactive web map of this run (imagery, the class map with this '
+        "legend, confidence, errors where evaluated, polygons with their attributes): run "
+        f"<code>geoseg view {html.escape(str(folder))}</code> and open "
+        '<a href="http://127.0.0.1:8765/">http://127.0.0.1:8765/</a>.</p>'
+    )
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -84,8 +96,12 @@ def write_report(
     metrics: Mapping[str, Any],
     timings: Mapping[str, float],
     provenance: Mapping[str, Any],
+    folder: Path | None = None,
 ) -> Path:
-    """Write the self-contained HTML report (images embedded)."""
+    """Write the self-contained HTML report (images embedded).
+
+    ``folder``: the run's output folder, which ``geoseg view`` serves as a web map (linked).
+    """
     total = sum(areas_m2.values()) or 1.0
     legend = "".join(
         f'<li><span class="swatch" style="background:{s.color}"></span>{html.escape(s.name)}</li>'
@@ -116,6 +132,7 @@ pre {{ background: #f6f6f6; padding: 0.8em; overflow-x: auto; }}
 <h2>Overview</h2>
 <img alt="class map overview" src="data:image/png;base64,{image}" style="max-width:100%">
 <ul class="legend">{legend}</ul>
+{_web_map(folder)}
 <h2>Area per class</h2>
 {_table(["class", "area (km²)", "share (%)"], area_rows)}
 <h2>Model validation (its spatial hold-out)</h2>

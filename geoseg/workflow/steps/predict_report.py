@@ -130,6 +130,7 @@ def write_run_report(
         meta.metrics.get("validation", {}),
         figures.timings,
         provenance,
+        step.folder,
     )
     assets: dict[str, tuple[Path, list[str], str]] = {
         "classes": (step.class_map, ["data"], "class map (uint8, 0 = nodata)"),
