@@ -24,6 +24,6 @@ test: install
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check geoseg tests samples benchmarks
-	$(BIN)/ruff format --check geoseg tests samples benchmarks
+	$(BIN)/ruff check geoseg tests samples benchmarks qgis
+	$(BIN)/ruff format --check geoseg tests samples benchmarks qgis
 	$(BIN)/mypy geoseg

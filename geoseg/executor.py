@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -23,7 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from geoseg.errors import ChunkFailedError
 
@@ -48,8 +57,45 @@ class ExecutorSpec:
     retries: int = 2
 
 
+#: ``GEOSEG_PROGRESS=lines``: progress as plain lines on stderr instead of a live bar.
+PROGRESS_ENV = "GEOSEG_PROGRESS"
+
+
+class LineProgress(Progress):
+    """Progress as lines on stderr, ``progress: DESCRIPTION: DONE/TOTAL``, one per percent.
+
+    For programs that run geoseg and show its progress themselves (the QGIS plugin).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(disable=True)  # tasks are tracked; nothing is drawn
+        self._shown: dict[TaskID, int] = {}
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        """Update a task, then print it if its percentage moved."""
+        super().update(task_id, **kwargs)
+        self._emit(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        """Advance a task, then print it if its percentage moved."""
+        super().advance(task_id, advance)
+        self._emit(task_id)
+
+    def _emit(self, task_id: TaskID) -> None:
+        task = self._tasks[task_id]
+        if not task.total:
+            return
+        percent = int(100 * task.completed / task.total)
+        if self._shown.get(task_id) != percent:
+            self._shown[task_id] = percent
+            done, total = int(task.completed), int(task.total)
+            print(f"progress: {task.description}: {done}/{total}", file=sys.stderr, flush=True)
+
+
 def progress_bar(enabled: bool) -> Progress:
     """The progress bar style used for chunks, epochs and batches."""
+    if enabled and os.environ.get(PROGRESS_ENV) == "lines":
+        return LineProgress()
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -162,7 +162,11 @@ def main(
 
 
 def _progress() -> bool:
-    return bool(_state["verbosity"] >= 0 and sys.stderr.isatty())
+    """Progress bars on a terminal; plain progress lines when ``GEOSEG_PROGRESS=lines``."""
+    from geoseg.executor import PROGRESS_ENV
+
+    lines = os.environ.get(PROGRESS_ENV) == "lines"
+    return bool(_state["verbosity"] >= 0 and (sys.stderr.isatty() or lines))
 
 
 @app.command()
