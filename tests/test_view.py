@@ -157,3 +157,13 @@ def screenshot(page: Any, path: Path) -> np.ndarray[Any, Any]:
     """A screenshot saved to ``path`` and returned as an RGBA array."""
     page.screenshot(path=str(path))
     return np.asarray(Image.open(path).convert("RGBA"))
+
+
+def test_geoseg_view_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from geoseg.cli.main import app
+
+    result = CliRunner().invoke(app, ["view", str(tmp_path), "--no-browser"])
+    assert result.exit_code == 2
+    assert "is not the output folder of a predict run" in result.output
