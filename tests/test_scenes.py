@@ -256,3 +256,42 @@ def test_scenes_in_parallel_without_a_cluster_are_refused(
     workflow = job(tmp_path, tiny_bundle, files, "      parallel: 2\n")
     with pytest.raises(ConfigError, match=r"parallel: 2 needs a Dask cluster"):
         run_workflow(workflow, show_progress=False)
+
+
+def test_an_interrupt_stops_the_whole_job_not_just_one_scene(
+    tmp_path: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geoseg.errors import InterruptedRun
+    from geoseg.workflow.steps.predict import PlannedPredict
+
+    for name, square in SQUARES.items():
+        write_scene(tmp_path / "scenes" / f"{name}.tif", *square)
+    started: list[str] = []
+
+    def interrupted(self: PlannedPredict, *args: Any) -> Any:
+        started.append(self.folder.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PlannedPredict, "run", interrupted)
+    workflow = job(tmp_path, tiny_bundle, f"{{files: ['{tmp_path}/scenes/*.tif']}}")
+    with pytest.raises(InterruptedRun, match="interrupted"):
+        run_workflow(workflow, show_progress=False)
+    assert started == ["east"], "the next scenes did not start"
+
+
+def test_scene_folders_stay_inside_the_job_and_need_what_naming_uses(
+    tmp_path: Path, tiny_bundle: Path
+) -> None:
+    write_scene(tmp_path / "scenes" / "east.tif", *SQUARES["east"])
+    files = f"{{files: ['{tmp_path}/scenes/*.tif']}}"
+    dated = job(tmp_path, tiny_bundle, files, "      naming: '{date}/{id}'\n")
+    with pytest.raises(ConfigError, match=r"uses \{date\} but scene 'east' has no date"):
+        run_workflow(dated, show_progress=False)
+    root = write_catalog_items(tmp_path / "stac-src", ["ok_id"])
+    item = json.loads((root.parent / "ok_id" / "ok_id.json").read_text())
+    item["id"] = "../escape"
+    (root.parent / "ok_id" / "ok_id.json").write_text(json.dumps(item))
+    bands = "[{name: blue}]"
+    escaping = job(tmp_path, tiny_bundle, f"{{stac: {root}, bands: {bands}}}")
+    with pytest.raises(ConfigError, match=r"scene id '\.\./escape' cannot name a folder"):
+        run_workflow(escaping, show_progress=False)

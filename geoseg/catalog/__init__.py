@@ -455,13 +455,13 @@ def _resolve_stac_source(name: str, spec: SourceSpec, base: Path) -> SourceRef:
     for band in spec.bands:
         found = item.band(band.asset or band.name)
         given = band.model_fields_set
-        nodata = band.nodata if band.nodata is not None else found.nodata
+        nodata = band.nodata if band.nodata is not None else spec.nodata  # the catalog's first
         bands.append(
             BandRef(
                 band.name,
                 found.location,
                 band.band if band.band is not None else found.band,
-                nodata if nodata is not None else spec.nodata,
+                nodata if nodata is not None else found.nodata,
                 band.scale if "scale" in given or found.scale is None else found.scale,
                 band.offset if "offset" in given or found.offset is None else found.offset,
             )

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import re
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +45,12 @@ class ViewServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         name = host.decode() if isinstance(host, bytes) else host
         return f"http://{name}:{port}/"
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A browser that drops a tile it no longer needs (zooming) is not an error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     def start(self) -> threading.Thread:
         """Serve in a background thread (stop with :meth:`shutdown`)."""
@@ -87,12 +94,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         layers = self.server.layers
         path = self.path.split("?", 1)[0]
+        port = self.server.server_address[1]
+        if self.headers.get("Host") not in (f"127.0.0.1:{port}", f"localhost:{port}", None):
+            self.send_error(HTTPStatus.FORBIDDEN, "geoseg view answers only to localhost")
+            return  # another site's page reaching this server through DNS rebinding
         if path in ("/", "/index.html"):
             self._send((STATIC / "index.html").read_bytes(), "text/html; charset=utf-8")
         elif path == "/layers.json":
             self._send(json.dumps(layers.describe()).encode("utf-8"), "application/json")
         elif path == "/polygons.geojson" and layers.polygons is not None:
-            body = _polygons(layers.polygons, layers.polygons.stat().st_mtime)
+            try:
+                body = _polygons(layers.polygons, layers.polygons.stat().st_mtime)
+            except (OSError, ValueError) as exc:
+                log.warning("cannot read %s: %s", layers.polygons, exc)
+                self.send_error(HTTPStatus.NOT_FOUND, f"the polygons cannot be read: {exc}")
+                return
             self._send(body, "application/geo+json")
         elif match := TILE.match(path):
             name, z, x, y = match.group(1), *map(int, match.groups()[1:])

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
+from rasterio.errors import RasterioError
 from rio_tiler.colormap import cmap
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
 from geoseg.view.layers import ImageryBand, RunLayers
+
+log = logging.getLogger(__name__)
 
 #: The confidence ramp (probability 0 -> 1).
 CONFIDENCE_RAMP = "viridis"
@@ -26,13 +30,16 @@ def render(layers: RunLayers, name: str, z: int, x: int, y: int) -> bytes | None
             with Reader(str(path)) as src:
                 return src.tile(x, y, z).render(img_format="PNG", colormap=src.colormap)
         if name == "confidence" and layers.confidence is not None:
-            with Reader(str(layers.confidence)) as src:
-                image = src.tile(x, y, z)
+            with Reader(str(layers.confidence)) as src:  # uint8 storage: scale 1/254 applied
+                image = src.tile(x, y, z, unscale=True)
             image = image.rescale(in_range=((0.0, 1.0),))
             return image.render(img_format="PNG", colormap=cmap.get(CONFIDENCE_RAMP))
         if name == "imagery" and layers.imagery:
             return _imagery(layers.imagery, z, x, y).render(img_format="PNG")
     except TileOutsideBounds:
+        return None
+    except (RasterioError, OSError, ValueError) as exc:  # a moved file, an unreachable source
+        log.warning("cannot render %s tile %d/%d/%d: %s", name, z, x, y, exc)
         return None
     return None
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from geoseg.catalog import BandSpec, Catalog, CatalogSpec, SourceSpec
 from geoseg.catalog.stac import stac_scenes
 from geoseg.config import ClosedModel
-from geoseg.errors import ConfigError, GeoSegError, ScenesFailedError
+from geoseg.errors import ConfigError, GeoSegError, InterruptedRun, ScenesFailedError
 from geoseg.executor import ExecutorSpec
 from geoseg.model.bundle import load_meta
 from geoseg.types import Location, RemoteLocation, is_remote
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Placeholders a scene folder's name may use.
 PLACEHOLDERS = ("id", "date")
+#: What a scene id may hold to name a folder.
+SAFE_ID = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class ScenesConfig(ClosedModel):
@@ -107,10 +109,9 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
     def plan(cls, index: int, config: PredictScenesConfig, ctx: PlanContext) -> PlannedScenes:
         """List the scenes (globs expanded, STAC catalog read) and name their folders."""
         folder = ctx.folder(config.output)
-        listed = _list_scenes(config.scenes, ctx)
         scenes = tuple(
-            Scene(sid, location, date, folder / config.naming.format(id=sid, date=date[:10]))
-            for sid, location, date in listed
+            Scene(sid, location, date, _scene_folder(folder, config.naming, sid, date, ctx.where))
+            for sid, location, date in _list_scenes(config.scenes, ctx)
         )
         folders = [s.folder for s in scenes]
         twice = sorted({f.name for f in folders if folders.count(f) > 1})
@@ -168,7 +169,9 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
                 report = run_plan(
                     plan, ctx.overwrite, ctx.show_progress, ctx.resume, ctx.spec, ctx.executor
                 )[0]
-            except GeoSegError as exc:
+            except InterruptedRun:
+                raise  # Ctrl-C / SIGTERM stop the job, not just this scene
+            except (GeoSegError, ValidationError) as exc:
                 log.error("%s failed: %s", where, exc)
                 return self._row(scene, "failed", start, error=str(exc))
             status = "up to date" if report.up_to_date else "done"
@@ -176,8 +179,11 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
             return self._row(scene, status, start, pixels, report.figures.polygons)
 
         if self.config.parallel > 1:  # nested plans share the cluster's client
-            with ThreadPoolExecutor(self.config.parallel) as pool:
+            pool = ThreadPoolExecutor(self.config.parallel)
+            try:
                 rows = list(pool.map(one, self.scenes))
+            finally:  # an interrupt cancels the scenes not yet started
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             rows = [one(scene) for scene in self.scenes]
         figures = ScenesFigures(
@@ -237,6 +243,24 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
             seconds=round(time.perf_counter() - start, 2),
             error=error,
         )
+
+
+def _scene_folder(job: Path, naming: str, sid: str, date: str, where: str) -> Path:
+    """A scene's folder: ``naming`` filled in, always a folder inside the job's."""
+    if not SAFE_ID.fullmatch(sid) or sid in (".", ".."):
+        raise ConfigError(
+            f"{where}: scene id '{sid}' cannot name a folder (letters, digits, '.', '-', '_' "
+            "only); rename the file or item"
+        )
+    if "{date}" in naming and not date:
+        raise ConfigError(
+            f"{where}: naming '{naming}' uses {{date}} but scene '{sid}' has no date (files never "
+            "do; STAC items with datetime null neither): use {id} alone"
+        )
+    folder = job / naming.format(id=sid, date=date[:10])
+    if not folder.resolve().is_relative_to(job.resolve()) or folder.resolve() == job.resolve():
+        raise ConfigError(f"{where}: scene '{sid}' would be written outside {job}")
+    return folder
 
 
 def _list_scenes(cfg: ScenesConfig, ctx: PlanContext) -> list[tuple[str, Location, str]]:
