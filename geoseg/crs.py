@@ -12,11 +12,13 @@ the scene (:func:`same_place`), not by name.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
 from pyproj import CRS as ProjCRS
 from pyproj import Transformer
+from pyproj.exceptions import ProjError
 from rasterio.crs import CRS
 
 log = logging.getLogger(__name__)
@@ -29,12 +31,21 @@ def same_place(a: CRS, b: CRS, bounds: Bounds, tolerance: float) -> bool:
     """Whether ``a`` and ``b`` are the same CRS for the pixels within ``bounds``.
 
     The corners and centre of ``bounds`` (in ``a``) transformed from ``a`` to ``b`` must land
-    within ``tolerance`` (``a``'s units) of themselves.
+    within ``tolerance`` (``a``'s units) of themselves; a pair PROJ cannot transform is not the
+    same. Cached: label readers ask for every window.
     """
+    return _same_place(a.to_wkt(), b.to_wkt(), bounds, tolerance)
+
+
+@functools.lru_cache(maxsize=256)
+def _same_place(a: str, b: str, bounds: Bounds, tolerance: float) -> bool:
     left, bottom, right, top = bounds
     x = np.array([left, right, left, right, (left + right) / 2])
     y = np.array([bottom, bottom, top, top, (bottom + top) / 2])
-    moved = Transformer.from_crs(a.to_wkt(), b.to_wkt(), always_xy=True).transform(x, y)
+    try:
+        moved = Transformer.from_crs(a, b, always_xy=True).transform(x, y)
+    except ProjError:
+        return False
     deviation = float(np.max(np.hypot(moved[0] - x, moved[1] - y)))
     return bool(np.isfinite(deviation) and deviation <= tolerance)
 

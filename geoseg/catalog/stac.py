@@ -84,14 +84,14 @@ class StacItem:
         href = str(self.assets[asset].get("href", ""))
         if not href:
             raise CatalogError(f"the STAC item {self.location}: asset '{asset}' has no href")
-        if isinstance(self.location, RemoteLocation):
-            return RemoteLocation(urljoin(self.location.url, href))
-        if "://" in href:
-            try:
+        try:
+            if isinstance(self.location, RemoteLocation):
+                return RemoteLocation(urljoin(self.location.url, href))
+            if "://" in href:
                 return RemoteLocation(href)
-            except ValueError as exc:
-                where = f"the STAC item {self.location}: asset '{asset}'"
-                raise CatalogError(f"{where}: {exc}") from exc
+        except ValueError as exc:  # file:// under a remote item, or another scheme
+            where = f"the STAC item {self.location}: asset '{asset}'"
+            raise CatalogError(f"{where}: {exc}") from exc
         return (Path(self.location).parent / href).resolve()
 
     def raster_assets(self) -> list[str]:
@@ -217,8 +217,12 @@ def stac_scenes(location: Location) -> list[SceneItem]:
                 f"{location} is not a STAC catalog, collection or ItemCollection (its type is "
                 f"{kind!r}); name the catalog.json or collection.json of a static catalog"
             )
+    except CatalogError:
+        raise
     except pystac.STACError as exc:
         raise CatalogError(f"the STAC catalog {location} is not valid STAC: {exc}") from exc
+    except (OSError, ValueError) as exc:  # a child link that cannot be read (HTTP, missing file)
+        raise CatalogError(f"cannot read the STAC catalog {location}: {exc}") from exc
     scenes = []
     for item in items:
         self_href = item.get_self_href()

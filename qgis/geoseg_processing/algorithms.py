@@ -226,7 +226,7 @@ class EvaluateAlgorithm(_GeosegAlgorithm):
         arguments = [
             "evaluate",
             "--prediction",
-            self.parameterAsRasterLayer(parameters, "PREDICTION", context).source(),
+            self.parameterAsRasterLayer(parameters, "PREDICTION", context).source().split("|")[0],
             "--source",
             self.parameterAsString(parameters, "SOURCE", context),
             "--catalog",

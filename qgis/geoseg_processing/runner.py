@@ -27,15 +27,24 @@ def geoseg_command():
 def run_geoseg(arguments, feedback):
     """Run ``geoseg ARGUMENTS``; progress lines move the progress bar, the rest is logged.
 
-    Cancelling sends SIGINT, so geoseg stops cleanly and keeps its finished chunks for a
-    ``--resume``. A non-zero exit raises :class:`QgsProcessingException` with geoseg's message.
+    Cancelling sends SIGINT (checked whenever geoseg prints a line, which its progress lines do
+    for every chunk), so geoseg stops cleanly and keeps its finished chunks for a ``--resume``;
+    the algorithm then fails as cancelled. A non-zero exit raises
+    :class:`QgsProcessingException` with geoseg's last messages.
     """
     command = [geoseg_command(), *arguments]
     feedback.pushCommandInfo(" ".join(command))
     env = dict(os.environ, GEOSEG_PROGRESS="lines", NO_COLOR="1", COLUMNS="200")
     tail = []
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=env,
+        bufsize=1,
     ) as process:
         for line in process.stdout:
             line = line.rstrip()
@@ -50,6 +59,10 @@ def run_geoseg(arguments, feedback):
             if feedback.isCanceled() and process.poll() is None:
                 process.send_signal(signal.SIGINT)
         code = process.wait()
-    if code != 0 and not feedback.isCanceled():
+    if feedback.isCanceled():  # never hand back (or load) what an earlier run left there
+        raise QgsProcessingException(
+            "cancelled: geoseg stopped and kept its finished chunks; run again to continue"
+        )
+    if code != 0:
         raise QgsProcessingException(f"geoseg exited with code {code}:\n" + "\n".join(tail))
     return code
