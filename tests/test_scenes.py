@@ -193,6 +193,8 @@ def test_a_stac_catalog_job_processes_exactly_the_new_items(
         ("{files: ['nothing-*.tif']}", "", r"scenes\.files: 'nothing-\*\.tif' matches no file"),
         ("{files: [a.tif], stac: c.json}", "", r"give the scenes as either 'files' or 'stac'"),
         ("{stac: c.json}", "", r"a STAC job must list 'bands'"),
+        ("{files: [a.tif], bands: [{name: red, asset: B4}]}", "", r"files have none"),
+        ("{stac: c.json, bands: [{name: red, file: x.tif}]}", "", r"name no 'file'"),
         ("{files: [a.tif]}", "      naming: '{date}'\n", r"naming '\{date\}' must use \{id\}"),
         ("{files: [a.tif]}", "      naming: '../{id}'\n", r"must stay inside the job's folder"),
     ],

@@ -59,6 +59,11 @@ class ScenesConfig(ClosedModel):
             raise ValueError("give the scenes as either 'files' or 'stac'")
         if self.stac is not None and self.bands is None:
             raise ValueError("a STAC job must list 'bands' to pick from each item")
+        bands = self.bands or []
+        if any(b.file is not None for b in bands):
+            raise ValueError("scene bands name no 'file': each scene is its own file or item")
+        if self.files is not None and any(b.asset is not None for b in bands):
+            raise ValueError("'asset' picks a band from a STAC item; files have none")
         return self
 
 
