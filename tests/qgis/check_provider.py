@@ -8,6 +8,7 @@ Prints one JSON document with what it found.
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -56,13 +57,16 @@ def main(out):
     found = {
         "algorithms": sorted(a.id() for a in registry.algorithms() if a.provider().id() == "geoseg")
     }
+    # A copy: QGIS writes histogram sidecars (.aux.xml) beside the rasters it opens.
+    sample = out / "nc_landsat7_2000.tif"
+    shutil.copyfile(REPO / "samples" / "nc_landsat7_2000.tif", sample)
     feedback = Progress()
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     algorithm = registry.createAlgorithmById("geoseg:predict")
     result, ok = algorithm.run(
         {
-            "INPUT": str(REPO / "samples" / "nc_landsat7_2000.tif"),
+            "INPUT": str(sample),
             "MODEL": str(REPO / "models" / "landcover.geoseg"),
             "BANDS": "blue,green,red,nir,swir1,swir2",
             "MIN_AREA": 4000,
