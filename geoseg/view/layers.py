@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -11,17 +10,7 @@ from rio_tiler.io import Reader
 
 from geoseg.errors import ConfigError
 from geoseg.model.bundle import load_meta
-from geoseg.workflow.manifest import MANIFEST_NAME
-
-
-@dataclass(frozen=True, slots=True)
-class ImageryBand:
-    """One band of the run's source imagery: where it is and how its values become units."""
-
-    path: str
-    band: int
-    scale: float
-    offset: float
+from geoseg.workflow.manifest import MANIFEST_NAME, BandDefinition, Manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +31,7 @@ class RunLayers:
     confidence: Path | None
     errors: Path | None
     polygons: Path | None
-    imagery: tuple[ImageryBand, ...]  # red, green, blue; empty when the source has no RGB
+    imagery: tuple[BandDefinition, ...]  # red, green, blue; empty when the source has no RGB
     legend: tuple[LegendEntry, ...]
     bounds: tuple[float, float, float, float]  # west, south, east, north (EPSG:4326)
 
@@ -55,12 +44,13 @@ class RunLayers:
                 f"{folder} is not the output folder of a predict run (it has no classes.tif); "
                 "name the folder a predict step wrote (its 'output:')"
             )
-        manifest = _manifest(folder)
+        manifest = Manifest.read(folder / MANIFEST_NAME)
         with Reader(str(classes)) as src:
             bounds = tuple(float(v) for v in src.get_geographic_bounds("EPSG:4326"))
             colormap = src.colormap or {}
         errors = sorted(folder.glob("*/errors.tif"))
-        layer = manifest.get("config", {}).get("vector", {}).get("layer", "landcover")
+        config = manifest.config if manifest is not None else {}
+        layer = config.get("vector", {}).get("layer", "landcover")
         polygons = folder / f"{layer}.gpkg"
         return cls(
             folder=folder,
@@ -92,31 +82,21 @@ def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
-
-
-def _imagery(manifest: dict[str, Any]) -> tuple[ImageryBand, ...]:
+def _imagery(manifest: Manifest | None) -> tuple[BandDefinition, ...]:
     """The source's red, green and blue bands, as the run's fingerprint records them."""
-    source = (manifest.get("fingerprint") or {}).get("source") or {}
-    bands = {b["name"]: b for b in source.get("bands", []) if isinstance(b, dict)}
+    source = manifest.fingerprint.source if manifest and manifest.fingerprint else None
+    bands = {b.name: b for b in source.bands} if source is not None else {}
     if not {"red", "green", "blue"} <= set(bands):
         return ()
-    return tuple(
-        ImageryBand(str(b["path"]), int(b["band"]), float(b["scale"]), float(b["offset"]))
-        for b in (bands[n] for n in ("red", "green", "blue"))
-    )
+    return (bands["red"], bands["green"], bands["blue"])
 
 
 def _legend(
-    manifest: dict[str, Any], colormap: dict[int, tuple[int, int, int, int]]
+    manifest: Manifest | None, colormap: dict[int, tuple[int, int, int, int]]
 ) -> tuple[LegendEntry, ...]:
     """Class names from the run's model bundle, colours from the class map's colour table."""
-    model = ((manifest.get("provenance") or {}).get("model") or {}).get("path")
+    record = manifest.provenance.model if manifest is not None else None
+    model = record.path if record is not None else None
     names: dict[int, str] = {}
     if model and Path(model).is_dir():
         names = {c.code: c.name for c in load_meta(Path(model)).classes}

@@ -12,7 +12,8 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
-from geoseg.view.layers import ImageryBand, RunLayers
+from geoseg.view.layers import RunLayers
+from geoseg.workflow.manifest import BandDefinition
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def render(layers: RunLayers, name: str, z: int, x: int, y: int) -> bytes | None
     return None
 
 
-def _imagery(bands: tuple[ImageryBand, ...], z: int, x: int, y: int) -> ImageData:
+def _imagery(bands: tuple[BandDefinition, ...], z: int, x: int, y: int) -> ImageData:
     """Red, green and blue stretched between each band's 2nd and 98th percentile."""
     planes: list[np.ndarray] = []
     invalid = np.zeros((0,), dtype=bool)
