@@ -56,17 +56,7 @@ class StacItem:
     @classmethod
     def read(cls, location: Location) -> StacItem:
         """Read and check the item at ``location``; a :class:`CatalogError` says what is wrong."""
-        try:
-            if isinstance(location, RemoteLocation):
-                with urlopen(location.url, timeout=TIMEOUT_S) as response:
-                    text = response.read().decode("utf-8")
-            else:
-                text = Path(location).read_text(encoding="utf-8")
-            data = json.loads(text)
-        except (OSError, URLError) as exc:
-            raise CatalogError(f"cannot read the STAC item {location}: {exc}") from exc
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CatalogError(f"the STAC item {location} is not JSON: {exc}") from exc
+        data = _read_json(location, "the STAC item")
         if not isinstance(data, dict) or data.get("type") != "Feature":
             kind = data.get("type") if isinstance(data, dict) else type(data).__name__
             raise CatalogError(
@@ -192,10 +182,7 @@ def stac_scenes(location: Location) -> list[SceneItem]:
     import pystac
 
     href = location.url if isinstance(location, RemoteLocation) else str(location)
-    try:
-        data = pystac.StacIO.default().read_json(href)
-    except Exception as exc:  # pystac raises whatever its reader does (OSError, URLError...)
-        raise CatalogError(f"cannot read the STAC catalog {location}: {exc}") from exc
+    data = _read_json(location, "the STAC catalog")
     kind = data.get("type") if isinstance(data, dict) else None
     try:
         if kind == "FeatureCollection":
@@ -209,7 +196,7 @@ def stac_scenes(location: Location) -> list[SceneItem]:
                     "catalog.normalize_hrefs(FOLDER); catalog.save()) and name its catalog.json"
                 )
         elif kind in ("Catalog", "Collection"):
-            catalog = pystac.read_file(href)
+            catalog = pystac.read_dict(data, href=href)  # children resolve against href
             assert isinstance(catalog, pystac.Catalog)
             items = list(catalog.get_items(recursive=True))
         else:
@@ -230,6 +217,21 @@ def stac_scenes(location: Location) -> list[SceneItem]:
         when = item.datetime.isoformat() if item.datetime else ""
         scenes.append(SceneItem(item.id, _location(self_href), when))
     return scenes
+
+
+def _read_json(location: Location, what: str) -> Any:
+    """The JSON document at a path or URL (one timeout for every URL); errors name ``what``."""
+    try:
+        if isinstance(location, RemoteLocation):
+            with urlopen(location.url, timeout=TIMEOUT_S) as response:
+                text = response.read().decode("utf-8")
+        else:
+            text = Path(location).read_text(encoding="utf-8")
+        return json.loads(text)
+    except (OSError, URLError) as exc:
+        raise CatalogError(f"cannot read {what} {location}: {exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"{what} {location} is not JSON: {exc}") from exc
 
 
 def _location(href: str) -> Location:
