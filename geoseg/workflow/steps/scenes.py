@@ -15,6 +15,8 @@ import glob
 import logging
 import re
 import time
+from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import ClassVar
 from pydantic import Field, ValidationError, model_validator
 
 from geoseg.catalog import BandSpec, Catalog, CatalogSpec, SourceSpec
-from geoseg.catalog.stac import stac_scenes
+from geoseg.catalog.stac import SceneItem, stac_scenes
 from geoseg.config import ClosedModel
 from geoseg.errors import ConfigError, GeoSegError, InterruptedRun, ScenesFailedError
 from geoseg.executor import ExecutorSpec
@@ -115,11 +117,15 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
         """List the scenes (globs expanded, STAC catalog read) and name their folders."""
         folder = ctx.folder(config.output)
         scenes = tuple(
-            Scene(sid, location, date, _scene_folder(folder, config.naming, sid, date, ctx.where))
-            for sid, location, date in _list_scenes(config.scenes, ctx)
+            Scene(
+                item.id,
+                item.location,
+                item.datetime,
+                _scene_folder(folder, config.naming, item.id, item.datetime, ctx.where),
+            )
+            for item in _list_scenes(config.scenes, ctx)
         )
-        folders = [s.folder for s in scenes]
-        twice = sorted({f.name for f in folders if folders.count(f) > 1})
+        twice = _repeated(str(s.folder.relative_to(folder)) for s in scenes)
         if twice:
             raise ConfigError(
                 f"{ctx.where}: naming '{config.naming}' gives several scenes the same folder "
@@ -268,27 +274,31 @@ def _scene_folder(job: Path, naming: str, sid: str, date: str, where: str) -> Pa
     return folder
 
 
-def _list_scenes(cfg: ScenesConfig, ctx: PlanContext) -> list[tuple[str, Location, str]]:
-    """(id, location, date) of every scene, in order: files sorted per pattern, STAC as listed."""
+def _list_scenes(cfg: ScenesConfig, ctx: PlanContext) -> list[SceneItem]:
+    """Every scene, in order: files sorted per pattern (no dates), STAC items as listed."""
     if cfg.stac is not None:
         text = cfg.stac
-        location: Location = RemoteLocation(text) if is_remote(text) else ctx.path(text)
-        return [(item.id, item.location, item.datetime) for item in stac_scenes(location)]
-    found: list[tuple[str, Location, str]] = []
+        return stac_scenes(RemoteLocation(text) if is_remote(text) else ctx.path(text))
+    found: list[SceneItem] = []
     for pattern in cfg.files or []:
         if is_remote(pattern):
-            found.append((Path(RemoteLocation(pattern).name).stem, RemoteLocation(pattern), ""))
+            remote = RemoteLocation(pattern)
+            found.append(SceneItem(Path(remote.name).stem, remote, ""))
             continue
         path = ctx.path(pattern)
         matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
         if not matches:
             raise ConfigError(f"{ctx.where}.scenes.files: '{pattern}' matches no file ({path})")
-        found += [(m.stem, m.resolve(), "") for m in matches]
-    ids = [sid for sid, _, _ in found]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
+        found += [SceneItem(m.stem, m.resolve(), "") for m in matches]
+    twice = _repeated(item.id for item in found)
     if twice:
         raise ConfigError(
             f"{ctx.where}.scenes.files: several files are named {', '.join(twice[:5])}; scene ids "
             "are file names without their suffix, so they must differ"
         )
     return found
+
+
+def _repeated(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)
