@@ -54,6 +54,11 @@ def job(tmp_path: Path, model: Path, scenes: str, extra: str = "") -> Path:
     return path
 
 
+def files_in(folder: Path) -> str:
+    """The ``scenes:`` of a job over every GeoTIFF in ``folder/scenes``."""
+    return f"{{files: ['{folder}/scenes/*.tif']}}"
+
+
 def summary(tmp_path: Path) -> dict[str, dict[str, str]]:
     with (tmp_path / "job" / "summary.csv").open(encoding="utf-8") as handle:
         return {row["scene"]: row for row in csv.DictReader(handle)}
@@ -68,7 +73,7 @@ def test_every_file_gets_its_folder_and_a_rerun_does_only_the_new_ones(
 ) -> None:
     for name in ("east", "north"):
         write_scene(tmp_path / "scenes" / f"{name}.tif", *SQUARES[name])
-    workflow = job(tmp_path, tiny_bundle, f"{{files: ['{tmp_path}/scenes/*.tif']}}")
+    workflow = job(tmp_path, tiny_bundle, files_in(tmp_path))
     report = run_workflow(workflow, show_progress=False)[0]
     assert (report.figures.done, report.figures.up_to_date) == (2, 0)
     assert statuses(tmp_path) == {"east": "done", "north": "done"}
@@ -102,7 +107,7 @@ def test_a_failed_scene_is_reported_and_the_others_are_done(
     write_scene(tmp_path / "scenes" / "east.tif", *SQUARES["east"])
     (tmp_path / "scenes" / "broken.tif").write_bytes(b"II*\x00 not a whole TIFF")
     write_scene(tmp_path / "scenes" / "north.tif", *SQUARES["north"])
-    workflow = job(tmp_path, tiny_bundle, f"{{files: ['{tmp_path}/scenes/*.tif']}}")
+    workflow = job(tmp_path, tiny_bundle, files_in(tmp_path))
     with pytest.raises(
         ScenesFailedError, match=r"1 of 3 scene\(s\) failed \(broken\); the others are done"
     ):
@@ -232,7 +237,7 @@ def test_scenes_side_by_side_on_a_local_cluster_equal_one_after_another(
 ) -> None:
     for name, square in SQUARES.items():
         write_scene(tmp_path / "scenes" / f"{name}.tif", *square)
-    files = f"{{files: ['{tmp_path}/scenes/*.tif']}}"
+    files = files_in(tmp_path)
     sequential = tmp_path / "sequential"
     sequential.mkdir()
     run_workflow(job(sequential, tiny_bundle, files), show_progress=False)
@@ -254,7 +259,7 @@ def test_scenes_in_parallel_without_a_cluster_are_refused(
     tmp_path: Path, tiny_bundle: Path
 ) -> None:
     write_scene(tmp_path / "scenes" / "east.tif", *SQUARES["east"])
-    files = f"{{files: ['{tmp_path}/scenes/*.tif']}}"
+    files = files_in(tmp_path)
     workflow = job(tmp_path, tiny_bundle, files, "      parallel: 2\n")
     with pytest.raises(ConfigError, match=r"parallel: 2 needs a Dask cluster"):
         run_workflow(workflow, show_progress=False)
@@ -275,7 +280,7 @@ def test_an_interrupt_stops_the_whole_job_not_just_one_scene(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(PlannedPredict, "run", interrupted)
-    workflow = job(tmp_path, tiny_bundle, f"{{files: ['{tmp_path}/scenes/*.tif']}}")
+    workflow = job(tmp_path, tiny_bundle, files_in(tmp_path))
     with pytest.raises(InterruptedRun, match="interrupted"):
         run_workflow(workflow, show_progress=False)
     assert started == ["east"], "the next scenes did not start"
@@ -285,7 +290,7 @@ def test_scene_folders_stay_inside_the_job_and_need_what_naming_uses(
     tmp_path: Path, tiny_bundle: Path
 ) -> None:
     write_scene(tmp_path / "scenes" / "east.tif", *SQUARES["east"])
-    files = f"{{files: ['{tmp_path}/scenes/*.tif']}}"
+    files = files_in(tmp_path)
     dated = job(tmp_path, tiny_bundle, files, "      naming: '{date}/{id}'\n")
     with pytest.raises(ConfigError, match=r"uses \{date\} but scene 'east' has no date"):
         run_workflow(dated, show_progress=False)
