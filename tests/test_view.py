@@ -167,3 +167,11 @@ def test_geoseg_view_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["view", str(tmp_path), "--no-browser"])
     assert result.exit_code == 2
     assert "is not the output folder of a predict run" in result.output
+
+
+def test_a_port_in_use_is_refused_with_the_fix(run: Path, server: ViewServer) -> None:
+    port = server.server_address[1]
+    with pytest.raises(
+        ConfigError, match=rf"cannot serve the web map on 127\.0\.0\.1:{port}: .*--port 0"
+    ):
+        open_view(run, port=port)

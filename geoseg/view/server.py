@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 
+from geoseg.errors import ConfigError
 from geoseg.view.layers import RunLayers
 from geoseg.view.tiles import render
 
@@ -61,7 +62,14 @@ class ViewServer(ThreadingHTTPServer):
 
 def open_view(folder: Path, host: str = "127.0.0.1", port: int = 0) -> ViewServer:
     """A server for the run in ``folder`` (not yet serving: call ``start`` or ``serve_forever``)."""
-    return ViewServer(RunLayers.discover(folder), host, port)
+    layers = RunLayers.discover(folder)
+    try:
+        return ViewServer(layers, host, port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve the web map on {host}:{port}: {exc.strerror or exc}; choose another "
+            "port with --port (--port 0 takes any free one)"
+        ) from exc
 
 
 @functools.cache
