@@ -11,12 +11,9 @@ polygons, seconds, error) and, when any scene failed, exits with :class:`ScenesF
 
 from __future__ import annotations
 
-import glob
 import logging
 import re
 import time
-from collections import Counter
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +22,14 @@ from typing import ClassVar
 from pydantic import Field, ValidationError, model_validator
 
 from geoseg.catalog import BandSpec, Catalog, CatalogSpec, SourceSpec
-from geoseg.catalog.stac import SceneItem, stac_scenes
 from geoseg.config import ClosedModel
 from geoseg.errors import ConfigError, GeoSegError, InterruptedRun, ScenesFailedError
 from geoseg.executor import ExecutorSpec
 from geoseg.model.bundle import load_meta
-from geoseg.types import Location, RemoteLocation, is_remote
+from geoseg.types import Location
 from geoseg.workflow.step import Outcome, PlanContext, PlannedStep, RunContext
 from geoseg.workflow.steps.predict import PredictConfig, PredictOptions
+from geoseg.workflow.steps.scenes_listing import list_scenes, repeated, scene_folder
 from geoseg.workflow.steps.scenes_summary import SceneRow, ScenesFigures, summary_csv, summary_html
 from geoseg.workflow.transaction import Transaction
 
@@ -40,8 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Placeholders a scene folder's name may use.
 PLACEHOLDERS = ("id", "date")
-#: What a scene id may hold to name a folder.
-SAFE_ID = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class ScenesConfig(ClosedModel):
@@ -121,11 +116,11 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
                 item.id,
                 item.location,
                 item.datetime,
-                _scene_folder(folder, config.naming, item.id, item.datetime, ctx.where),
+                scene_folder(folder, config.naming, item.id, item.datetime, ctx.where),
             )
-            for item in _list_scenes(config.scenes, ctx)
+            for item in list_scenes(config.scenes, ctx)
         )
-        twice = _repeated(str(s.folder.relative_to(folder)) for s in scenes)
+        twice = repeated(str(s.folder.relative_to(folder)) for s in scenes)
         if twice:
             raise ConfigError(
                 f"{ctx.where}: naming '{config.naming}' gives several scenes the same folder "
@@ -254,51 +249,3 @@ class PlannedScenes(PlannedStep[PredictScenesConfig]):
             seconds=round(time.perf_counter() - start, 2),
             error=error,
         )
-
-
-def _scene_folder(job: Path, naming: str, sid: str, date: str, where: str) -> Path:
-    """A scene's folder: ``naming`` filled in, always a folder inside the job's."""
-    if not SAFE_ID.fullmatch(sid) or sid in (".", ".."):
-        raise ConfigError(
-            f"{where}: scene id '{sid}' cannot name a folder (letters, digits, '.', '-', '_' "
-            "only); rename the file or item"
-        )
-    if "{date}" in naming and not date:
-        raise ConfigError(
-            f"{where}: naming '{naming}' uses {{date}} but scene '{sid}' has no date (files never "
-            "do; STAC items with datetime null neither): use {id} alone"
-        )
-    folder = job / naming.format(id=sid, date=date[:10])
-    if not folder.resolve().is_relative_to(job.resolve()) or folder.resolve() == job.resolve():
-        raise ConfigError(f"{where}: scene '{sid}' would be written outside {job}")
-    return folder
-
-
-def _list_scenes(cfg: ScenesConfig, ctx: PlanContext) -> list[SceneItem]:
-    """Every scene, in order: files sorted per pattern (no dates), STAC items as listed."""
-    if cfg.stac is not None:
-        text = cfg.stac
-        return stac_scenes(RemoteLocation(text) if is_remote(text) else ctx.path(text))
-    found: list[SceneItem] = []
-    for pattern in cfg.files or []:
-        if is_remote(pattern):
-            remote = RemoteLocation(pattern)
-            found.append(SceneItem(Path(remote.name).stem, remote, ""))
-            continue
-        path = ctx.path(pattern)
-        matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-        if not matches:
-            raise ConfigError(f"{ctx.where}.scenes.files: '{pattern}' matches no file ({path})")
-        found += [SceneItem(m.stem, m.resolve(), "") for m in matches]
-    twice = _repeated(item.id for item in found)
-    if twice:
-        raise ConfigError(
-            f"{ctx.where}.scenes.files: several files are named {', '.join(twice[:5])}; scene ids "
-            "are file names without their suffix, so they must differ"
-        )
-    return found
-
-
-def _repeated(names: Iterable[str]) -> list[str]:
-    """The names that occur more than once, sorted."""
-    return sorted(name for name, count in Counter(names).items() if count > 1)
